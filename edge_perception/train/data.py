@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import yaml
 
-__all__ = ["DataSpec", "read_data_yaml", "read_labels", "ImageCache", "Augmenter", "letterbox_cv2",
+__all__ = ["DataSpec", "read_data_yaml", "read_labels", "ImageCache", "Augmenter",
            "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -120,19 +120,6 @@ class ImageCache:
 
     def __len__(self) -> int:
         return len(self.boxes)
-
-
-def letterbox_cv2(img: np.ndarray, out_w: int, out_h: int, pad: int = 114
-                  ) -> tuple[np.ndarray, float, float, float]:
-    """Reference letterbox (cv2.resize INTER_LINEAR + constant border): image, scale, pad x, pad y."""
-    h, w = img.shape[:2]
-    s = min(out_w / w, out_h / h)
-    nw, nh = round(w * s), round(h * s)
-    px, py = (out_w - nw) // 2, (out_h - nh) // 2
-    resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    out = cv2.copyMakeBorder(resized, py, out_h - nh - py, px, out_w - nw - px,
-                             cv2.BORDER_CONSTANT, value=(pad, pad, pad))
-    return out, s, float(px), float(py)
 
 
 class Augmenter:

@@ -15,7 +15,8 @@ from torch import nn
 from ..detect.decode import postprocess
 from ..detect.metrics import Metrics, coco_metrics
 from ..detect.spec import ModelSpec
-from .data import Augmenter, letterbox_cv2, read_labels, label_path
+from ..preprocess.reference import letterbox_cv2
+from .data import Augmenter, read_labels, label_path
 from .loss import DetectionLoss
 
 __all__ = ["ModelEMA", "batches", "to_input", "train_one_epoch", "evaluate_float"]

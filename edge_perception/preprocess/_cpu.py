@@ -1,0 +1,125 @@
+"""Fused CPU kernels (private; call them through `Preprocessor`, which checks every argument).
+
+One pass per output pixel: sample the source bilinearly (cv2 INTER_LINEAR geometry: half-pixel
+centres, coordinates clamped at the border), convert to RGB, normalise, write CHW. Sources are
+a flat uint8 buffer plus a row step, so row padding costs nothing and one compiled signature
+serves every image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__: list[str] = []
+
+# OpenCV's fixed-point ITU-R BT.601 (limited range) YUV → RGB, bit-exact with cv2.cvtColor.
+_CY, _CUB, _CUG, _CVG, _CVR, _SHIFT = 1220542, 2116026, -409993, -852492, 1673527, 20
+
+
+@njit(cache=True, inline="always")
+def _sat(v: int) -> float:
+    return float(min(255, max(0, v)))
+
+
+@njit(cache=True, inline="always")
+def _yuv_rgb(y: int, u: int, v: int) -> tuple[float, float, float]:
+    yy = max(0, y - 16) * _CY
+    half = 1 << (_SHIFT - 1)
+    uu, vv = u - 128, v - 128
+    r = _sat((yy + half + _CVR * vv) >> _SHIFT)
+    g = _sat((yy + half + _CVG * vv + _CUG * uu) >> _SHIFT)
+    b = _sat((yy + half + _CUB * uu) >> _SHIFT)
+    return r, g, b
+
+
+@njit(cache=True, inline="always")
+def _coord(d: int, pad: int, inv_scale: float, n: int) -> tuple[int, int, float]:
+    """Source index pair and weight of output coordinate d (cv2.resize INTER_LINEAR)."""
+    s = (d - pad + 0.5) * inv_scale - 0.5
+    s = min(max(s, 0.0), n - 1.0)
+    i0 = int(math.floor(s))
+    return i0, min(i0 + 1, n - 1), s - i0
+
+
+@njit(parallel=True, cache=True)
+def letterbox_packed(src: np.ndarray, step: int, src_h: int, src_w: int, bpp: int,
+                     ci_r: int, ci_g: int, ci_b: int, out: np.ndarray, pad_x: int, pad_y: int,
+                     new_w: int, new_h: int, pad: float, a: np.ndarray, b: np.ndarray) -> None:
+    """bgr8/rgb8/bgra8/rgba8/mono8 (R, G, B at byte offsets ci_*) → out (3, H, W)."""
+    out_h, out_w = out.shape[1], out.shape[2]
+    inv_x, inv_y = src_w / new_w, src_h / new_h
+    pr, pg, pb = pad * a[0] + b[0], pad * a[1] + b[1], pad * a[2] + b[2]
+    for y in prange(out_h):
+        if y < pad_y or y >= pad_y + new_h:
+            for x in range(out_w):
+                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+            continue
+        y0, y1, fy = _coord(y, pad_y, inv_y, src_h)
+        row0, row1 = y0 * step, y1 * step
+        wy1 = np.float32(fy)
+        wy0 = np.float32(1.0) - wy1
+        for x in range(out_w):
+            if x < pad_x or x >= pad_x + new_w:
+                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+                continue
+            x0, x1, fx = _coord(x, pad_x, inv_x, src_w)
+            wx1 = np.float32(fx)
+            wx0 = np.float32(1.0) - wx1
+            w00, w01, w10, w11 = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
+            p00, p01 = row0 + x0 * bpp, row0 + x1 * bpp
+            p10, p11 = row1 + x0 * bpp, row1 + x1 * bpp
+            r = (w00 * src[p00 + ci_r] + w01 * src[p01 + ci_r]
+                 + w10 * src[p10 + ci_r] + w11 * src[p11 + ci_r])
+            g = (w00 * src[p00 + ci_g] + w01 * src[p01 + ci_g]
+                 + w10 * src[p10 + ci_g] + w11 * src[p11 + ci_g])
+            bl = (w00 * src[p00 + ci_b] + w01 * src[p01 + ci_b]
+                  + w10 * src[p10 + ci_b] + w11 * src[p11 + ci_b])
+            out[0, y, x] = r * a[0] + b[0]
+            out[1, y, x] = g * a[1] + b[1]
+            out[2, y, x] = bl * a[2] + b[2]
+
+
+@njit(cache=True, inline="always")
+def _yuv_tap(src: np.ndarray, row: int, x: int, oy: int, ou: int, ov: int
+             ) -> tuple[float, float, float]:
+    pair = row + (x >> 1) * 4
+    return _yuv_rgb(int(src[row + 2 * x + oy]), int(src[pair + ou]), int(src[pair + ov]))
+
+
+@njit(parallel=True, cache=True)
+def letterbox_yuv422(src: np.ndarray, step: int, src_h: int, src_w: int, oy: int, ou: int,
+                     ov: int, out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
+                     pad: float, a: np.ndarray, b: np.ndarray) -> None:
+    """YUV 4:2:2 (Y at byte oy of each pixel, U/V at ou/ov of each pixel pair) → out (3, H, W).
+
+    Each tap is converted to RGB exactly as cv2.cvtColor does, then blended."""
+    out_h, out_w = out.shape[1], out.shape[2]
+    inv_x, inv_y = src_w / new_w, src_h / new_h
+    pr, pg, pb = pad * a[0] + b[0], pad * a[1] + b[1], pad * a[2] + b[2]
+    for y in prange(out_h):
+        if y < pad_y or y >= pad_y + new_h:
+            for x in range(out_w):
+                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+            continue
+        y0, y1, fy = _coord(y, pad_y, inv_y, src_h)
+        row0, row1 = y0 * step, y1 * step
+        wy1 = np.float32(fy)
+        wy0 = np.float32(1.0) - wy1
+        for x in range(out_w):
+            if x < pad_x or x >= pad_x + new_w:
+                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+                continue
+            x0, x1, fx = _coord(x, pad_x, inv_x, src_w)
+            wx1 = np.float32(fx)
+            wx0 = np.float32(1.0) - wx1
+            r00, g00, b00 = _yuv_tap(src, row0, x0, oy, ou, ov)
+            r01, g01, b01 = _yuv_tap(src, row0, x1, oy, ou, ov)
+            r10, g10, b10 = _yuv_tap(src, row1, x0, oy, ou, ov)
+            r11, g11, b11 = _yuv_tap(src, row1, x1, oy, ou, ov)
+            w00, w01, w10, w11 = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
+            out[0, y, x] = (w00 * r00 + w01 * r01 + w10 * r10 + w11 * r11) * a[0] + b[0]
+            out[1, y, x] = (w00 * g00 + w01 * g01 + w10 * g10 + w11 * g11) * a[1] + b[1]
+            out[2, y, x] = (w00 * b00 + w01 * b01 + w10 * b10 + w11 * b11) * a[2] + b[2]

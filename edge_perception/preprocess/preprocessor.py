@@ -1,0 +1,148 @@
+"""`Preprocessor`: camera frame → model input in one fused pass, on the CPU or a CUDA GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..detect.spec import ModelSpec
+from .errors import ImageFormatError
+from .image import ENCODINGS, Encoding, encoding_info
+from .letterbox import Letterbox
+
+__all__ = ["Preprocessor"]
+
+DEVICES = ("cpu", "cuda")
+
+
+class Preprocessor:
+    """Letterbox, convert to RGB and normalise images for one model, into one reused buffer.
+
+    `device="cpu"` writes a (1, 3, H, W) numpy array with a parallel Numba kernel;
+    `device="cuda"` copies the source to the GPU and writes a numba.cuda device array
+    (`torch.as_tensor(out, device="cuda")` reads it in place through
+    `__cuda_array_interface__`). `dtype` is float32, or float16 on CUDA only.
+
+    The returned array is the preprocessor's own output buffer: the next call overwrites it, so
+    consume it (run the model, or copy) before preprocessing the next frame. Not thread-safe:
+    use one Preprocessor per worker thread.
+    """
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: Any = np.float32) -> None:
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        dtype = np.dtype(dtype)
+        allowed = (np.float32, np.float16) if device == "cuda" else (np.float32,)
+        if dtype not in [np.dtype(t) for t in allowed]:
+            raise ValueError(f"dtype {dtype} is not supported on {device} "
+                             f"(use {', '.join(np.dtype(t).name for t in allowed)})")
+        if not 0 <= spec.pad <= 255:
+            raise ValueError(f"spec.pad must be in [0, 255], got {spec.pad}")
+        self.spec, self.device, self.dtype = spec, device, dtype
+        std = np.asarray(spec.std, np.float64)
+        self._a = (1.0 / (255.0 * std)).astype(np.float32)
+        self._b = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
+        self._letterboxes: dict[tuple[int, int], Letterbox] = {}
+        shape = (1, 3, spec.input_height, spec.input_width)
+        if device == "cpu":
+            self._out: Any = np.empty(shape, np.float32)
+        else:
+            from numba import cuda
+
+            from . import _cuda
+
+            self._cuda, self._kernel = cuda, _cuda.letterbox
+            self._out = cuda.device_array(shape, dtype)
+            self._a_dev, self._b_dev = cuda.to_device(self._a), cuda.to_device(self._b)
+            self._src_dev: Any = None
+            self._grid = (-(-spec.input_width // _cuda.BLOCK[0]),
+                          -(-spec.input_height // _cuda.BLOCK[1]))
+            self._block = _cuda.BLOCK
+
+    @property
+    def output(self) -> Any:
+        """The (1, 3, H, W) output buffer every call writes into."""
+        return self._out
+
+    def letterbox(self, width: int, height: int) -> Letterbox:
+        """The letterbox of a width x height source into the model input."""
+        key = (width, height)
+        lb = self._letterboxes.get(key)
+        if lb is None:
+            if len(self._letterboxes) > 16:
+                self._letterboxes.clear()
+            lb = self._letterboxes[key] = Letterbox.fit(
+                width, height, self.spec.input_width, self.spec.input_height)
+        return lb
+
+    def __call__(self, image: np.ndarray, encoding: str) -> tuple[Any, Letterbox]:
+        """Preprocess one (H, W, bytes_per_pixel) uint8 image (as from `image_array` or
+        `decode_compressed`; mono8 may also be (H, W)). Returns (output buffer, letterbox)."""
+        enc = encoding_info(encoding)
+        flat, step, h, w = _flat_source(image, enc)
+        lb = self.letterbox(w, h)
+        geometry = (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height, float(self.spec.pad))
+        if self.device == "cuda":
+            self._run_cuda(flat, step, h, w, enc, geometry)
+        elif enc.kind == "yuv422":
+            from ._cpu import letterbox_yuv422
+
+            letterbox_yuv422(flat, step, h, w, enc.r, enc.g, enc.b, self._out[0], *geometry,
+                             self._a, self._b)
+        else:
+            from ._cpu import letterbox_packed
+
+            letterbox_packed(flat, step, h, w, enc.bytes_per_pixel, enc.r, enc.g, enc.b,
+                             self._out[0], *geometry, self._a, self._b)
+        return self._out, lb
+
+    def _run_cuda(self, flat: np.ndarray, step: int, h: int, w: int, enc: Encoding,
+                  geometry: tuple[int, int, int, int, float]) -> None:
+        n = flat.size
+        if self._src_dev is None or self._src_dev.size < n:
+            self._src_dev = self._cuda.device_array(n, np.uint8)
+        src = self._src_dev[:n]
+        src.copy_to_device(flat)
+        self._kernel[self._grid, self._block](
+            src, step, h, w, enc.bytes_per_pixel, int(enc.kind == "yuv422"), enc.r, enc.g,
+            enc.b, self._out[0], *geometry, self._a_dev, self._b_dev)
+
+    def warmup(self) -> float:
+        """Compile (or load from the Numba cache) the kernels of every encoding once, so the
+        first real frame pays no JIT cost. Returns the seconds it took."""
+        import time
+
+        t0 = time.perf_counter()
+        for name, enc in ENCODINGS.items():
+            img = np.zeros((4, 6, enc.bytes_per_pixel), np.uint8)
+            self(img, name)
+        if self.device == "cuda":
+            self._cuda.synchronize()
+        return time.perf_counter() - t0
+
+
+def _flat_source(image: np.ndarray, enc: Encoding) -> tuple[np.ndarray, int, int, int]:
+    """A flat read-only uint8 view of the image's rows, the row step, height and width.
+
+    Views of rows with padding (image_array, slices) stay zero-copy; other layouts are copied."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ImageFormatError(f"image must be a uint8 numpy array, got "
+                               f"{getattr(image, 'dtype', type(image).__name__)}")
+    if image.ndim == 2 and enc.bytes_per_pixel == 1:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] != enc.bytes_per_pixel:
+        raise ImageFormatError(f"{enc.name} image must have shape (H, W, "
+                               f"{enc.bytes_per_pixel}), got {image.shape}")
+    h, w, c = image.shape
+    if h <= 0 or w <= 0:
+        raise ImageFormatError(f"image size must be positive, got {w}x{h}")
+    if enc.kind == "yuv422" and w % 2:
+        raise ImageFormatError(f"{enc.name} needs an even width (pixel pairs), got {w}")
+    s0, s1, s2 = image.strides
+    if not ((s2 == 1 or c == 1) and (s1 == c or w == 1) and s0 >= w * c):
+        image = np.ascontiguousarray(image)
+        s0 = w * c
+    span = (h - 1) * s0 + w * c
+    flat = np.lib.stride_tricks.as_strided(image, shape=(span,), strides=(1,), writeable=False)
+    return flat, s0, h, w
