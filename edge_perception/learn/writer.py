@@ -1,0 +1,83 @@
+"""The producer side: a bounded, non-blocking hand-off in front of the durable store.
+
+`submit(item)` never blocks: when the queue is full the item is dropped and counted. A worker
+thread runs `process(item) -> Sample | None` (selection, privacy blur, JPEG encoding) and puts
+what it returns into the store.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from edge_perception.learn.sample import Sample
+from edge_perception.learn.store import SampleStore, StoreFull
+
+__all__ = ["SampleWriter"]
+
+T = TypeVar("T")
+_STOP = object()
+
+
+class SampleWriter(Generic[T]):
+    def __init__(self, store: SampleStore, process: Callable[[T], Sample | None],
+                 maxsize: int = 8) -> None:
+        self.store = store
+        self.process = process
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.counters = {"submitted": 0, "dropped_full": 0, "stored": 0, "skipped": 0,
+                         "store_full": 0, "errors": 0}
+        self.last_error = ""
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sample-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            try:
+                self._q.put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, item: T) -> bool:
+        """Hand over without blocking; False (and counted) when the queue is full."""
+        self._count("submitted")
+        try:
+            self._q.put_nowait(item)
+            return True
+        except queue.Full:
+            self._count("dropped_full")
+            return False
+
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _STOP:
+                return
+            try:
+                sample = self.process(item)
+                if sample is None:
+                    self._count("skipped")
+                    continue
+                self.store.put(sample)
+                self._count("stored")
+            except StoreFull:
+                self._count("store_full")
+            except Exception as exc:  # keep the worker alive; the error is counted
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._count("errors")
