@@ -1,0 +1,52 @@
+"""The shared `main()` of a node console script: init, build, spin, always clean up.
+
+Configuration errors (`ValueError`: bad parameter, missing file, malformed calibration) print
+one line `<prog>: error: ...` and return 2. Ctrl-C / SIGTERM return 0. `with rclpy.init()` is
+avoided on purpose (not available on Humble/Jazzy, which vehicles may run).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Iterable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from .qos import use_fastdds_profile
+
+__all__ = ["run_node", "shutdown_quietly"]
+
+
+def shutdown_quietly(nodes: Iterable[Node]) -> None:
+    """Destroy `nodes` and shut rclpy down; a late second Ctrl-C cannot interrupt it (rclpy
+    chains SIGINT to Python, so KeyboardInterrupt can arrive after spin already returned)."""
+    pending = list(nodes)
+    for _ in range(5):
+        try:
+            while pending:
+                pending[-1].destroy_node()
+                pending.pop()
+            rclpy.try_shutdown()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None, prog: str) -> int:
+    use_fastdds_profile()
+    rclpy.init(args=args)
+    node: Node | None = None
+    try:
+        try:
+            node = factory()
+        except ValueError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        shutdown_quietly([node] if node is not None else [])
+    return 0

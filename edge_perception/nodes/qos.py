@@ -1,0 +1,80 @@
+"""Named QoS profiles for edge_perception topics, and the FastDDS transport profile.
+
+| profile | used for | policy |
+| --- | --- | --- |
+| `CAMERA_OUTPUT` | camera `image_raw`, `camera_info` | reliable (REP-2003), keep last 5 |
+| `SENSOR_INPUT` | image subscriptions (detector) | best effort, keep last 1 |
+| `HAZARDS` | `RoadHazardArray` out | reliable, keep last 10 |
+| `DIAGNOSTICS` | `/diagnostics` | reliable, keep last 10 |
+
+A best-effort subscriber matches a reliable publisher, so `SENSOR_INPUT` can listen to any
+camera. Publishers created with `overriding_options()` let a deployment change reliability,
+depth and history per topic from the params file without a rebuild, e.g.
+
+    camera_node:
+      ros__parameters:
+        qos_overrides:
+          /image_raw:
+            publisher: {reliability: best_effort, depth: 1}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
+
+__all__ = [
+    "CAMERA_OUTPUT", "DIAGNOSTICS", "FASTDDS_PROFILE_ENV", "HAZARDS", "SENSOR_INPUT",
+    "fastdds_profile_path", "overriding_options", "use_fastdds_profile",
+]
+
+CAMERA_OUTPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.VOLATILE)
+SENSOR_INPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                          reliability=ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+HAZARDS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+DIAGNOSTICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+
+FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def overriding_options() -> QoSOverridingOptions:
+    """Reliability, history and depth overridable as read-only `qos_overrides.*` params."""
+    return QoSOverridingOptions(policy_kinds=(QoSPolicyKind.RELIABILITY,
+                                              QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH))
+
+
+def fastdds_profile_path() -> Path | None:
+    """config/fastdds.xml of the source tree, else of the installed package share."""
+    here = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        shared = Path(get_package_share_directory("edge_perception")) / "config" / "fastdds.xml"
+    except (ImportError, LookupError, OSError, ValueError):
+        return None
+    return shared if shared.is_file() else None
+
+
+def use_fastdds_profile() -> str | None:
+    """Point FastDDS at our profile (shared memory with 32 MB segments + UDPv4) unless the
+    user already set FASTDDS_DEFAULT_PROFILES_FILE. Call before `rclpy.init`. Returns the
+    profile in effect."""
+    if os.environ.get(FASTDDS_PROFILE_ENV):
+        return os.environ[FASTDDS_PROFILE_ENV]
+    path = fastdds_profile_path()
+    if path is not None:
+        os.environ[FASTDDS_PROFILE_ENV] = str(path)
+        return str(path)
+    return None
