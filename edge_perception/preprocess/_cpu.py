@@ -8,12 +8,10 @@ serves every image.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
-__all__: list[str] = []
+__all__ = ["sample_table", "letterbox_packed", "letterbox_yuv422"]
 
 # OpenCV's fixed-point ITU-R BT.601 (limited range) YUV → RGB, bit-exact with cv2.cvtColor.
 _CY, _CUB, _CUG, _CVG, _CVR, _SHIFT = 1220542, 2116026, -409993, -852492, 1673527, 20
@@ -35,42 +33,44 @@ def _yuv_rgb(y: int, u: int, v: int) -> tuple[float, float, float]:
     return r, g, b
 
 
-@njit(cache=True, inline="always")
-def _coord(d: int, pad: int, inv_scale: float, n: int) -> tuple[int, int, float]:
-    """Source index pair and weight of output coordinate d (cv2.resize INTER_LINEAR)."""
-    s = (d - pad + 0.5) * inv_scale - 0.5
-    s = min(max(s, 0.0), n - 1.0)
-    i0 = int(math.floor(s))
-    return i0, min(i0 + 1, n - 1), s - i0
+def sample_table(dst: int, pad: int, new: int, src: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output coordinate (dst of them, the image at [pad, pad + new)): the two source
+    indices and the weight of the second, as cv2.resize INTER_LINEAR computes them (half-pixel
+    centres, clamped at the border). Padding entries are valid indices, never used."""
+    s = (np.arange(dst, dtype=np.float64) - pad + 0.5) * (src / new) - 0.5
+    s = np.clip(s, 0.0, src - 1.0)
+    i0 = np.floor(s).astype(np.int64)
+    return i0, np.minimum(i0 + 1, src - 1), (s - i0).astype(np.float32)
 
 
 @njit(parallel=True, cache=True)
-def letterbox_packed(src: np.ndarray, step: int, src_h: int, src_w: int, bpp: int,
-                     ci_r: int, ci_g: int, ci_b: int, out: np.ndarray, pad_x: int, pad_y: int,
-                     new_w: int, new_h: int, pad: float, a: np.ndarray, b: np.ndarray) -> None:
+def letterbox_packed(src: np.ndarray, step: int, bpp: int, ci_r: int, ci_g: int, ci_b: int,
+                     out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
+                     x0s: np.ndarray, x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray,
+                     y1s: np.ndarray, wys: np.ndarray, pad: float, a: np.ndarray, b: np.ndarray
+                     ) -> None:
     """bgr8/rgb8/bgra8/rgba8/mono8 (R, G, B at byte offsets ci_*) → out (3, H, W)."""
     out_h, out_w = out.shape[1], out.shape[2]
-    inv_x, inv_y = src_w / new_w, src_h / new_h
     pr, pg, pb = pad * a[0] + b[0], pad * a[1] + b[1], pad * a[2] + b[2]
     for y in prange(out_h):
-        if y < pad_y or y >= pad_y + new_h:
-            for x in range(out_w):
-                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        inside = pad_y <= y < pad_y + new_h
+        x_end = pad_x + new_w if inside else out_w
+        for x in range(out_w if not inside else pad_x):
+            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        for x in range(x_end, out_w):
+            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        if not inside:
             continue
-        y0, y1, fy = _coord(y, pad_y, inv_y, src_h)
-        row0, row1 = y0 * step, y1 * step
-        wy1 = np.float32(fy)
+        row0, row1 = y0s[y] * step, y1s[y] * step
+        wy1 = wys[y]
         wy0 = np.float32(1.0) - wy1
-        for x in range(out_w):
-            if x < pad_x or x >= pad_x + new_w:
-                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
-                continue
-            x0, x1, fx = _coord(x, pad_x, inv_x, src_w)
-            wx1 = np.float32(fx)
+        for x in range(pad_x, x_end):
+            wx1 = wxs[x]
             wx0 = np.float32(1.0) - wx1
             w00, w01, w10, w11 = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
-            p00, p01 = row0 + x0 * bpp, row0 + x1 * bpp
-            p10, p11 = row1 + x0 * bpp, row1 + x1 * bpp
+            c0, c1 = x0s[x] * bpp, x1s[x] * bpp
+            p00, p01, p10, p11 = row0 + c0, row0 + c1, row1 + c0, row1 + c1
             r = (w00 * src[p00 + ci_r] + w01 * src[p01 + ci_r]
                  + w10 * src[p10 + ci_r] + w11 * src[p11 + ci_r])
             g = (w00 * src[p00 + ci_g] + w01 * src[p01 + ci_g]
@@ -90,31 +90,31 @@ def _yuv_tap(src: np.ndarray, row: int, x: int, oy: int, ou: int, ov: int
 
 
 @njit(parallel=True, cache=True)
-def letterbox_yuv422(src: np.ndarray, step: int, src_h: int, src_w: int, oy: int, ou: int,
-                     ov: int, out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
-                     pad: float, a: np.ndarray, b: np.ndarray) -> None:
+def letterbox_yuv422(src: np.ndarray, step: int, oy: int, ou: int, ov: int, out: np.ndarray,
+                     pad_x: int, pad_y: int, new_w: int, new_h: int, x0s: np.ndarray,
+                     x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray, y1s: np.ndarray,
+                     wys: np.ndarray, pad: float, a: np.ndarray, b: np.ndarray) -> None:
     """YUV 4:2:2 (Y at byte oy of each pixel, U/V at ou/ov of each pixel pair) → out (3, H, W).
 
     Each tap is converted to RGB exactly as cv2.cvtColor does, then blended."""
     out_h, out_w = out.shape[1], out.shape[2]
-    inv_x, inv_y = src_w / new_w, src_h / new_h
     pr, pg, pb = pad * a[0] + b[0], pad * a[1] + b[1], pad * a[2] + b[2]
     for y in prange(out_h):
-        if y < pad_y or y >= pad_y + new_h:
-            for x in range(out_w):
-                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        inside = pad_y <= y < pad_y + new_h
+        x_end = pad_x + new_w if inside else out_w
+        for x in range(out_w if not inside else pad_x):
+            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        for x in range(x_end, out_w):
+            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+        if not inside:
             continue
-        y0, y1, fy = _coord(y, pad_y, inv_y, src_h)
-        row0, row1 = y0 * step, y1 * step
-        wy1 = np.float32(fy)
+        row0, row1 = y0s[y] * step, y1s[y] * step
+        wy1 = wys[y]
         wy0 = np.float32(1.0) - wy1
-        for x in range(out_w):
-            if x < pad_x or x >= pad_x + new_w:
-                out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
-                continue
-            x0, x1, fx = _coord(x, pad_x, inv_x, src_w)
-            wx1 = np.float32(fx)
+        for x in range(pad_x, x_end):
+            wx1 = wxs[x]
             wx0 = np.float32(1.0) - wx1
+            x0, x1 = x0s[x], x1s[x]
             r00, g00, b00 = _yuv_tap(src, row0, x0, oy, ou, ov)
             r01, g01, b01 = _yuv_tap(src, row0, x1, oy, ou, ov)
             r10, g10, b10 = _yuv_tap(src, row1, x0, oy, ou, ov)

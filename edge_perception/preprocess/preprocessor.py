@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..detect.spec import ModelSpec
+from ._cpu import letterbox_packed, letterbox_yuv422, sample_table
 from .errors import ImageFormatError
 from .image import ENCODINGS, Encoding, encoding_info
 from .letterbox import Letterbox
@@ -22,14 +24,17 @@ class Preprocessor:
     `device="cpu"` writes a (1, 3, H, W) numpy array with a parallel Numba kernel;
     `device="cuda"` copies the source to the GPU and writes a numba.cuda device array
     (`torch.as_tensor(out, device="cuda")` reads it in place through
-    `__cuda_array_interface__`). `dtype` is float32, or float16 on CUDA only.
+    `__cuda_array_interface__`). `dtype` is float32, or float16 on CUDA only. `threads` caps
+    the CPU kernel's threads (default: all Numba threads); on cores shared with inference, one
+    thread is often faster than a parallel region waiting for a pre-empted worker.
 
     The returned array is the preprocessor's own output buffer: the next call overwrites it, so
     consume it (run the model, or copy) before preprocessing the next frame. Not thread-safe:
     use one Preprocessor per worker thread.
     """
 
-    def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: Any = np.float32) -> None:
+    def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: Any = np.float32,
+                 threads: int | None = None) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         dtype = np.dtype(dtype)
@@ -37,13 +42,16 @@ class Preprocessor:
         if dtype not in [np.dtype(t) for t in allowed]:
             raise ValueError(f"dtype {dtype} is not supported on {device} "
                              f"(use {', '.join(np.dtype(t).name for t in allowed)})")
+        if threads is not None and not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], "
+                             f"got {threads}")
         if not 0 <= spec.pad <= 255:
             raise ValueError(f"spec.pad must be in [0, 255], got {spec.pad}")
-        self.spec, self.device, self.dtype = spec, device, dtype
+        self.spec, self.device, self.dtype, self.threads = spec, device, dtype, threads
         std = np.asarray(spec.std, np.float64)
         self._a = (1.0 / (255.0 * std)).astype(np.float32)
         self._b = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
-        self._letterboxes: dict[tuple[int, int], Letterbox] = {}
+        self._letterboxes: dict[tuple[int, int], tuple[Letterbox, tuple[np.ndarray, ...]]] = {}
         shape = (1, 3, spec.input_height, spec.input_width)
         if device == "cpu":
             self._out: Any = np.empty(shape, np.float32)
@@ -67,34 +75,45 @@ class Preprocessor:
 
     def letterbox(self, width: int, height: int) -> Letterbox:
         """The letterbox of a width x height source into the model input."""
+        return self._geometry(width, height)[0]
+
+    def _geometry(self, width: int, height: int) -> tuple[Letterbox, tuple[np.ndarray, ...]]:
+        """Letterbox and sampling tables of a source size, computed once per size."""
         key = (width, height)
-        lb = self._letterboxes.get(key)
-        if lb is None:
-            if len(self._letterboxes) > 16:
+        hit = self._letterboxes.get(key)
+        if hit is None:
+            if len(self._letterboxes) >= 16:
                 self._letterboxes.clear()
-            lb = self._letterboxes[key] = Letterbox.fit(
-                width, height, self.spec.input_width, self.spec.input_height)
-        return lb
+            lb = Letterbox.fit(width, height, self.spec.input_width, self.spec.input_height)
+            tables = (sample_table(lb.dst_width, lb.pad_x, lb.new_width, width)
+                      + sample_table(lb.dst_height, lb.pad_y, lb.new_height, height))
+            hit = self._letterboxes[key] = (lb, tables)
+        return hit
 
     def __call__(self, image: np.ndarray, encoding: str) -> tuple[Any, Letterbox]:
         """Preprocess one (H, W, bytes_per_pixel) uint8 image (as from `image_array` or
         `decode_compressed`; mono8 may also be (H, W)). Returns (output buffer, letterbox)."""
         enc = encoding_info(encoding)
         flat, step, h, w = _flat_source(image, enc)
-        lb = self.letterbox(w, h)
-        geometry = (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height, float(self.spec.pad))
+        lb, tables = self._geometry(w, h)
+        box = (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height)
+        pad = float(self.spec.pad)
         if self.device == "cuda":
-            self._run_cuda(flat, step, h, w, enc, geometry)
-        elif enc.kind == "yuv422":
-            from ._cpu import letterbox_yuv422
-
-            letterbox_yuv422(flat, step, h, w, enc.r, enc.g, enc.b, self._out[0], *geometry,
-                             self._a, self._b)
-        else:
-            from ._cpu import letterbox_packed
-
-            letterbox_packed(flat, step, h, w, enc.bytes_per_pixel, enc.r, enc.g, enc.b,
-                             self._out[0], *geometry, self._a, self._b)
+            self._run_cuda(flat, step, h, w, enc, box + (pad,))
+            return self._out, lb
+        before = numba.get_num_threads()
+        if self.threads is not None:
+            numba.set_num_threads(self.threads)  # a per-thread setting, restored below
+        try:
+            if enc.kind == "yuv422":
+                letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
+                                 pad, self._a, self._b)
+            else:
+                letterbox_packed(flat, step, enc.bytes_per_pixel, enc.r, enc.g, enc.b,
+                                 self._out[0], *box, *tables, pad, self._a, self._b)
+        finally:
+            if self.threads is not None:
+                numba.set_num_threads(before)
         return self._out, lb
 
     def _run_cuda(self, flat: np.ndarray, step: int, h: int, w: int, enc: Encoding,
