@@ -9,6 +9,7 @@ a recorder killed with SIGKILL leaves a bag that needs `ros2 bag reindex`, like 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,10 +169,14 @@ def header_stamp_ns(typestore: Typestore, msgtype: str, data: bytes) -> int | No
 
 
 class BagWriter:
-    """A rosbag2 bag being written; a context manager; `write` is thread-safe.
+    """A rosbag2 bag being written; a context manager; every method is thread-safe.
 
-    Topics are added with their type and offered QoS; a type must be known to the typestore
-    or defined by a `.msg` file in a share folder (see `typestore.py`), else UnknownTypeError.
+    All storage I/O runs on one private thread (sqlite3 connections are bound to the thread
+    that made them, and a subscriber callback should not wait for the disk): `write` only
+    queues the bytes, in call order; `close` drains the queue, finalises the bag and
+    re-raises the first write error, if any. Topics are added with their type and offered
+    QoS; a type must be known to the typestore or defined by a `.msg` file in a share
+    folder (see `typestore.py`), else UnknownTypeError.
     """
 
     def __init__(
@@ -190,48 +195,69 @@ class BagWriter:
         for key, value in (custom_data or {}).items():
             self._writer.set_custom_data(key, value)
         self._lock = threading.Lock()
+        self._io: ThreadPoolExecutor | None = None
         self._connections: dict[str, Connection] = {}
+        self._error: BaseException | None = None
         self.counts: dict[str, int] = {}
-        self._open = False
 
     def open(self) -> BagWriter:
-        self._writer.open()
-        self._open = True
+        with self._lock:
+            if self._io is None:
+                io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bag-writer")
+                io.submit(self._writer.open).result()
+                self._io = io
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: Sequence[Qos] = ()) -> None:
         if not ensure_type(self.typestore, msgtype):
             raise UnknownTypeError(f"no message definition found for {msgtype} ({topic})")
         with self._lock:
+            if self._io is None:
+                raise ValueError(f"{self.path} is not open")
             if topic in self._connections:
                 raise ValueError(f"topic {topic} was already added")
-            self._connections[topic] = self._writer.add_connection(
-                topic, msgtype, typestore=self.typestore, offered_qos_profiles=list(qos)
-            )
+            self._connections[topic] = self._io.submit(
+                self._writer.add_connection,
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=list(qos),
+            ).result()  # fmt: skip
             self.counts[topic] = 0
 
     @property
     def topics(self) -> list[str]:
         return list(self._connections)
 
+    def _write(self, connection: Connection, log_time_ns: int, data: bytes | memoryview) -> None:
+        if self._error is None:
+            try:
+                self._writer.write(connection, log_time_ns, data)
+            except Exception as exc:  # kept for close(); later writes are dropped
+                self._error = exc
+
     def write(self, topic: str, log_time_ns: int, data: bytes | memoryview) -> None:
+        """Queue one serialized message; dropped silently once the bag is closed."""
         with self._lock:
-            if not self._open:
-                return  # a late callback after close: drop it, the bag is complete
-            self._writer.write(self._connections[topic], log_time_ns, data)
+            if self._io is None:
+                return  # a late callback after close: the bag is already complete
+            self._io.submit(self._write, self._connections[topic], log_time_ns, bytes(data))
             self.counts[topic] += 1
 
     def write_msg(self, topic: str, log_time_ns: int, msg: object) -> None:
-        """Serialize a rosbags message object of the topic's type and write it."""
+        """Serialize a rosbags message object of the topic's type and queue it."""
         msgtype = self._connections[topic].msgtype
         self.write(topic, log_time_ns, self.typestore.serialize_cdr(msg, msgtype))
 
     def close(self) -> None:
-        """Write the index and metadata.yaml; safe to call twice."""
+        """Drain the queue, write the index and metadata.yaml; safe to call twice."""
         with self._lock:
-            if self._open:
-                self._open = False
-                self._writer.close()
+            io, self._io = self._io, None
+        if io is None:
+            return
+        try:
+            io.submit(self._writer.close).result()
+        finally:
+            io.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
 
     def __enter__(self) -> BagWriter:
         return self.open()
