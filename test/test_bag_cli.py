@@ -17,7 +17,6 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from edge_perception_msgs.msg import RoadHazardArray  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -30,6 +29,7 @@ from edge_perception.nodes.bag_recorder import BagRecorder, RecordOptions  # noq
 from edge_perception.replay.bags import iter_raw, read_info  # noqa: E402
 from edge_perception.replay.images import DEFAULT_START_NS, iter_images, write_image_bag  # noqa: E402,E501
 from edge_perception.replay.typestore import make_typestore  # noqa: E402
+from edge_perception_msgs.msg import RoadHazardArray  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -237,7 +237,7 @@ def test_play_loop_and_clock_and_remap(ros_context, spin, image_bag: Path) -> No
     clocks = [m.clock.sec * 10**9 + m.clock.nanosec for _, m in clock.got]
     assert len(clocks) >= 30  # one per message at least, plus 100 Hz ticks while waiting
     assert min(clocks) == DEFAULT_START_NS and max(clocks) == one[-1]
-    restarts = sum(1 for a, b in zip(clocks, clocks[1:]) if b < a)
+    restarts = sum(1 for a, b in zip(clocks[:-1], clocks[1:], strict=True) if b < a)
     assert restarts == 2  # time runs forward within a loop and jumps back twice
 
 
@@ -253,6 +253,8 @@ def test_deterministic_every_image_answered(ros_context, spin, image_bag: Path) 
     assert echo.seen == expected  # every frame consumed, none skipped, in order
     assert wait_for(lambda: len(answers.got) == 10, 2.0)
     assert answers.stamps == expected
+    assert [stamp_ns(a) for a in stats.answers] == expected  # the answers, in frame order
+    assert all(a.image_width == 32 for a in stats.answers)
 
 
 def test_deterministic_reports_unanswered_frames(ros_context, spin, image_bag: Path) -> None:
@@ -272,6 +274,29 @@ def test_deterministic_reports_unanswered_frames(ros_context, spin, image_bag: P
     stats = run_player(options, context=ros_context)
     assert stats.acknowledged == 5
     assert stats.unacknowledged == [DEFAULT_START_NS + i * PERIOD_NS for i in range(1, 10, 2)]
+    assert [a is None for a in stats.answers] == [i % 2 == 1 for i in range(10)]
+
+
+def test_player_offers_the_recorded_qos(ros_context, tmp_path: Path) -> None:
+    from rosbags.interfaces import QosDurability, QosReliability
+
+    from edge_perception.replay.bags import DEFAULT_QOS, BagWriter
+
+    latched = DEFAULT_QOS._replace(reliability=QosReliability.BEST_EFFORT,
+                                   durability=QosDurability.TRANSIENT_LOCAL, depth=3)
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic("/qos/latched", "sensor_msgs/msg/Image", [latched])
+        bag.add_topic("/qos/plain", "sensor_msgs/msg/Image")  # no QoS stored: rosbag2 default
+    player = BagPlayer(PlayOptions(bag=tmp_path / "bag"), context=ros_context)
+    try:
+        (lat,) = player.get_publishers_info_by_topic("/qos/latched")
+        (plain,) = player.get_publishers_info_by_topic("/qos/plain")
+    finally:
+        player.destroy_node()
+    assert lat.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert lat.qos_profile.durability.name == "TRANSIENT_LOCAL"
+    assert plain.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert plain.qos_profile.durability.name == "VOLATILE"
 
 
 def test_deterministic_without_consumer_does_not_play(ros_context, image_bag: Path) -> None:

@@ -253,3 +253,48 @@ def test_pacer_maps_bag_time_at_rate() -> None:
     assert ticks == sorted(ticks) and ticks[-1] <= 2_000_000_000
     with pytest.raises(ValueError):
         Pacer(rate=0)
+
+
+def test_mcap_readable_by_independent_ros2_decoder(tmp_path: Path) -> None:
+    """What Foxglove does: read the MCAP summary and decode with the embedded definitions."""
+    mcap_reader = pytest.importorskip("mcap.reader")
+    decoder = pytest.importorskip("mcap_ros2.decoder")
+    frames = _frames(4)
+    bag = write_image_bag(frames, tmp_path / "bag", camera_info={"k": K})
+    (path,) = bag.glob("*.mcap")
+    with path.open("rb") as f:
+        reader = mcap_reader.make_reader(f, decoder_factories=[decoder.DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics.message_count == 8
+        schemas = {s.name: s for s in summary.schemas.values()}
+        assert schemas["sensor_msgs/msg/Image"].encoding == "ros2msg"
+        assert reader.get_header().profile == "ros2"
+        got = [(ch.topic, msg) for _, ch, _, msg in reader.iter_decoded_messages(
+            topics=["/camera/image_raw"])]  # fmt: skip
+        metadata = {m.name: m.metadata for m in reader.iter_metadata()}
+    assert len(got) == 4
+    for (_, msg), frame in zip(got, frames, strict=True):
+        assert (msg.height, msg.width, msg.encoding) == (48, 64, "bgr8")
+        np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8), frame.reshape(-1))
+    assert "rosbag2" in metadata  # rosbag2's serialized_metadata record
+
+
+def test_sqlite3_schema_is_rosbag2_v9(tmp_path: Path) -> None:
+    import sqlite3
+
+    bag = write_image_bag(_frames(2), tmp_path / "bag", storage="sqlite3")
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    try:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        assert {"topics", "messages", "metadata", "schema", "message_definitions"} <= tables
+        cols = {r[1] for r in con.execute("pragma table_info(topics)")}
+        assert {"offered_qos_profiles", "type_description_hash"} <= cols
+        (schema_version,) = con.execute("select schema_version from schema").fetchone()
+        (encoding,) = con.execute(
+            "select encoding from message_definitions where topic_type='sensor_msgs/msg/Image'"
+        ).fetchone()
+        (count,) = con.execute("select count(*) from messages").fetchone()
+    finally:
+        con.close()
+    assert schema_version >= 4 and encoding == "ros2msg" and count == 2

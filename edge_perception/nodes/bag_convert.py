@@ -69,7 +69,8 @@ def qos_from_rclpy(q: QoSProfile) -> Qos:
 
 def qos_to_rclpy(q: Qos) -> QoSProfile:
     """A stored profile → an rclpy profile (history, depth, reliability, durability)."""
-    history = HistoryPolicy.KEEP_ALL if q.history == QosHistory.KEEP_ALL else HistoryPolicy.KEEP_LAST
+    keep_all = q.history == QosHistory.KEEP_ALL
+    history = HistoryPolicy.KEEP_ALL if keep_all else HistoryPolicy.KEEP_LAST
     reliability = (
         ReliabilityPolicy.BEST_EFFORT
         if q.reliability == QosReliability.BEST_EFFORT

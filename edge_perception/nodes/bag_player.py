@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rclpy.context import Context
 from rclpy.duration import Duration
@@ -66,6 +67,9 @@ class PlayStats:
     max_late_s: float = 0.0
     elapsed_s: float = 0.0
     matched: bool = True  # subscribers (and the ack publisher) found in time
+    # deterministic mode: the consumer's answer for each image played, in play order
+    # (None where it timed out) - e.g. the detector's RoadHazardArray per frame
+    answers: list[Any] = field(default_factory=list)
 
 
 class BagPlayer(Node):
@@ -99,10 +103,18 @@ class BagPlayer(Node):
             self.ack_sub = self.create_subscription(
                 msg_class(options.ack_type),
                 options.ack_topic,
-                lambda msg: self.waiter.notify(stamp_ns(msg)),
+                self._on_answer,
                 ACK_QOS,
             )
+        self._answers: dict[int, Any] = {}
+        self._answers_lock = threading.Lock()
         self.stop_event = threading.Event()
+
+    def _on_answer(self, msg: Any) -> None:
+        stamp = stamp_ns(msg)
+        with self._answers_lock:
+            self._answers[stamp] = msg
+        self.waiter.notify(stamp)
 
     def _image_topics(self) -> list[str]:
         return [t for t in self.topics if self.info.topics[t].msgtype in IMAGE_TYPES]
@@ -161,11 +173,16 @@ class BagPlayer(Node):
                     stamp = header_stamp_ns(self.typestore, msg.msgtype, msg.data)
                     self._flush_others(msg.topic)
                     self.waiter.discard(stamp)
+                    with self._answers_lock:
+                        self._answers.pop(stamp, None)
                 self.publishers_[msg.topic].publish(msg.data)
                 stats.published += 1
                 stats.images += msg.topic in images
                 if stamp is not None:
-                    if self.waiter.wait(stamp, opts.ack_timeout_s):
+                    answered = self.waiter.wait(stamp, opts.ack_timeout_s)
+                    with self._answers_lock:
+                        stats.answers.append(self._answers.pop(stamp, None))
+                    if answered:
                         stats.acknowledged += 1
                     else:
                         stats.unacknowledged.append(stamp)

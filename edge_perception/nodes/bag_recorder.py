@@ -18,8 +18,8 @@ from pathlib import Path
 from rclpy.context import Context
 from rclpy.node import Node
 
-from edge_perception.replay.bags import BagWriter, UnknownTypeError, adapt_qos
 from edge_perception.nodes.bag_convert import msg_class, qos_from_rclpy, qos_to_rclpy
+from edge_perception.replay.bags import BagWriter, UnknownTypeError, adapt_qos
 
 __all__ = ["RecordOptions", "BagRecorder"]
 

@@ -78,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
         return 130
     finally:
         rclpy.try_shutdown()
-    print(json.dumps(vars(stats)), flush=True)
+    summary = {k: v for k, v in vars(stats).items() if k != "answers"}
+    print(json.dumps(summary), flush=True)
     if not stats.matched or (args.deterministic and stats.unacknowledged):
         return 1
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude),
         custom_data={
             "edge_perception.args": json.dumps(resolved, sort_keys=True),
-            "edge_perception.recorded_at": datetime.now(timezone.utc).isoformat(),
+            "edge_perception.recorded_at": datetime.now(timezone.utc).isoformat(),  # noqa: UP017 (3.10)
         },
     )
     use_fastdds_profile()
