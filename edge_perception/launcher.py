@@ -88,10 +88,10 @@ class _FrameCounter:
     def __init__(self, node: Any, topic: str) -> None:
         from sensor_msgs.msg import Image
 
-        from edge_perception.nodes.qos import SENSOR_INPUT
+        from edge_perception.nodes.qos import sensor_input
 
         self.count, self._lock = 0, threading.Lock()
-        node.create_subscription(Image, topic, self._on_msg, SENSOR_INPUT, raw=True)
+        node.create_subscription(Image, topic, self._on_msg, sensor_input(), raw=True)
 
     def _on_msg(self, _msg: bytes) -> None:
         with self._lock:

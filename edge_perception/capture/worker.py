@@ -43,7 +43,7 @@ class CaptureWorker:
                  backoff: Backoff | None = None, on_event: EventCallback | None = None,
                  name: str = "capture") -> None:
         self._source, self._on_frame, self._clock_ns = source, on_frame, clock_ns
-        self._on_event = on_event or (lambda level, msg: None)
+        self._event_cb = on_event
         self._backoff = backoff or Backoff()
         self._rate = float(rate)
         self._stop = threading.Event()
@@ -80,6 +80,13 @@ class CaptureWorker:
                                 self._size[0], self._size[1])
 
     # -- thread --------------------------------------------------------------------------
+    def _on_event(self, level: str, message: str) -> None:
+        if self._event_cb is not None:
+            try:
+                self._event_cb(level, message)
+            except Exception:  # noqa: BLE001 - logging must never stop capture
+                pass
+
     def _set(self, **kw: object) -> None:
         with self._lock:
             for k, v in kw.items():

@@ -88,11 +88,11 @@ class CameraNode(Node):
         self._scaled: CameraCalibration | None = self._calib
 
         options = qos.overriding_options()
-        self._image_pub = self.create_publisher(Image, "image_raw", qos.CAMERA_OUTPUT,
+        self._image_pub = self.create_publisher(Image, "image_raw", qos.camera_output(),
                                                 qos_overriding_options=options)
-        self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos.CAMERA_OUTPUT,
+        self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos.camera_output(),
                                                qos_overriding_options=options)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.diagnostics())
 
         source = open_source(spec, loop=cfg.loop, fps=cfg.rate or 10.0, width=cfg.width,
                              height=cfg.height)
@@ -116,18 +116,18 @@ class CameraNode(Node):
 
     def _camera_model(self, width: int, height: int) -> CameraCalibration:
         if self._calib is None:
-            self.get_logger().warn(f"no calibration_file: camera_info is uncalibrated "
+            self.get_logger().warning(f"no calibration_file: camera_info is uncalibrated "
                                    f"({width}x{height}, K = 0)", once=True)
             return CameraCalibration.uncalibrated(width, height)
         c = self._calib
-        self.get_logger().warn(
+        self.get_logger().warning(
             f"frames are {width}x{height} but {self.config.calibration_file} is for "
             f"{c.width}x{c.height}: scaling K and P (assumes a resize, not a crop)")
         return c.scaled_to(width, height)
 
     def _log_event(self, level: str, message: str) -> None:
         log = self.get_logger()
-        {"info": log.info, "warn": log.warn, "error": log.error}.get(level, log.info)(message)
+        {"info": log.info, "warn": log.warning, "error": log.error}.get(level, log.info)(message)
 
     # -- executor callbacks --------------------------------------------------------------
     def _on_set_parameters(self, params: list[Any]) -> Any:

@@ -2,12 +2,12 @@
 
 | profile | used for | policy |
 | --- | --- | --- |
-| `CAMERA_OUTPUT` | camera `image_raw`, `camera_info` | reliable (REP-2003), keep last 5 |
-| `SENSOR_INPUT` | image subscriptions (detector) | best effort, keep last 1 |
-| `HAZARDS` | `RoadHazardArray` out | reliable, keep last 10 |
-| `DIAGNOSTICS` | `/diagnostics` | reliable, keep last 10 |
+| `camera_output()` | camera `image_raw`, `camera_info` | reliable (REP-2003), keep last 5 |
+| `sensor_input()` | image subscriptions (detector) | best effort, keep last 1 |
+| `hazards()` | `RoadHazardArray` out | reliable, keep last 10 |
+| `diagnostics()` | `/diagnostics` | reliable, keep last 10 |
 
-A best-effort subscriber matches a reliable publisher, so `SENSOR_INPUT` can listen to any
+A best-effort subscriber matches a reliable publisher, so `sensor_input()` can listen to any
 camera. Publishers created with `overriding_options()` let a deployment change reliability,
 depth and history per topic from the params file without a rebuild, e.g.
 
@@ -27,22 +27,36 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 
 __all__ = [
-    "CAMERA_OUTPUT", "DIAGNOSTICS", "FASTDDS_PROFILE_ENV", "HAZARDS", "SENSOR_INPUT",
-    "fastdds_profile_path", "overriding_options", "use_fastdds_profile",
+    "FASTDDS_PROFILE_ENV", "camera_output", "diagnostics", "fastdds_profile_path", "hazards",
+    "overriding_options", "sensor_input", "use_fastdds_profile",
 ]
 
-CAMERA_OUTPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                           reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.VOLATILE)
-SENSOR_INPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                          reliability=ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.VOLATILE)
-HAZARDS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.VOLATILE)
-DIAGNOSTICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
+# Functions, not constants: rclpy's QoS overriding writes the overrides INTO the profile
+# object it is given, so a shared module-level profile would leak one topic's override into
+# every other topic that uses it.
+def camera_output() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def sensor_input() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def hazards() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def diagnostics() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
 
 FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
