@@ -47,6 +47,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="comma-separated WIDTHxHEIGHT source frames (bgr8)")
     parser.add_argument("--iters", type=int, default=60, help="timed frames per path and size")
     parser.add_argument("--warmup-iters", type=int, default=5, help="untimed frames first")
+    parser.add_argument("--threading-layer", default="default",
+                        choices=("default", "omp", "workqueue", "tbb"),
+                        help="Numba threading layer for the fused CPU kernel")
     parser.add_argument("--no-jit", action="store_true",
                         help="skip the JIT measurement (two fresh processes)")
     return parser
@@ -101,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
     from ..preprocess import Preprocessor
     from ..preprocess.reference import preprocess_cv2
 
+    if args.threading_layer != "default":  # before the first parallel kernel runs
+        numba.config.THREADING_LAYER = args.threading_layer
     spec = ModelSpec()
     load_before = os.getloadavg()
     fused = Preprocessor(spec, device=args.device)

@@ -33,33 +33,36 @@ def _yuv_rgb(y: int, u: int, v: int) -> tuple[float, float, float]:
     return r, g, b
 
 
-def sample_table(dst: int, pad: int, new: int, src: int
+def sample_table(dst: int, pad: int, new: int, src: int, stride: int = 1
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output coordinate (dst of them, the image at [pad, pad + new)): the two source
-    indices and the weight of the second, as cv2.resize INTER_LINEAR computes them (half-pixel
-    centres, clamped at the border). Padding entries are valid indices, never used."""
+    indices (times `stride`) and the weight of the second, as cv2.resize INTER_LINEAR computes
+    them (half-pixel centres, clamped at the border). Padding entries are valid, never used."""
     s = (np.arange(dst, dtype=np.float64) - pad + 0.5) * (src / new) - 0.5
     s = np.clip(s, 0.0, src - 1.0)
     i0 = np.floor(s).astype(np.int64)
-    return i0, np.minimum(i0 + 1, src - 1), (s - i0).astype(np.float32)
+    return i0 * stride, np.minimum(i0 + 1, src - 1) * stride, (s - i0).astype(np.float32)
 
 
 @njit(parallel=True, cache=True)
-def letterbox_packed(src: np.ndarray, step: int, bpp: int, ci_r: int, ci_g: int, ci_b: int,
+def letterbox_packed(src: np.ndarray, step: int, ci_r: int, ci_g: int, ci_b: int,
                      out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
                      x0s: np.ndarray, x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray,
                      y1s: np.ndarray, wys: np.ndarray, pad: float, a: np.ndarray, b: np.ndarray
                      ) -> None:
-    """bgr8/rgb8/bgra8/rgba8/mono8 (R, G, B at byte offsets ci_*) → out (3, H, W)."""
+    """bgr8/rgb8/bgra8/rgba8/mono8 → out (3, H, W). x0s/x1s are byte offsets of the pixels
+    within a row, R, G, B sit at byte offsets ci_* within a pixel."""
     out_h, out_w = out.shape[1], out.shape[2]
-    pr, pg, pb = pad * a[0] + b[0], pad * a[1] + b[1], pad * a[2] + b[2]
+    a0, a1, a2, b0, b1, b2 = a[0], a[1], a[2], b[0], b[1], b[2]
+    pr, pg, pb = pad * a0 + b0, pad * a1 + b1, pad * a2 + b2
     for y in prange(out_h):
+        o0, o1, o2 = out[0, y], out[1, y], out[2, y]
         inside = pad_y <= y < pad_y + new_h
         x_end = pad_x + new_w if inside else out_w
         for x in range(out_w if not inside else pad_x):
-            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+            o0[x], o1[x], o2[x] = pr, pg, pb
         for x in range(x_end, out_w):
-            out[0, y, x], out[1, y, x], out[2, y, x] = pr, pg, pb
+            o0[x], o1[x], o2[x] = pr, pg, pb
         if not inside:
             continue
         row0, row1 = y0s[y] * step, y1s[y] * step
@@ -68,18 +71,16 @@ def letterbox_packed(src: np.ndarray, step: int, bpp: int, ci_r: int, ci_g: int,
         for x in range(pad_x, x_end):
             wx1 = wxs[x]
             wx0 = np.float32(1.0) - wx1
-            w00, w01, w10, w11 = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
-            c0, c1 = x0s[x] * bpp, x1s[x] * bpp
-            p00, p01, p10, p11 = row0 + c0, row0 + c1, row1 + c0, row1 + c1
-            r = (w00 * src[p00 + ci_r] + w01 * src[p01 + ci_r]
-                 + w10 * src[p10 + ci_r] + w11 * src[p11 + ci_r])
-            g = (w00 * src[p00 + ci_g] + w01 * src[p01 + ci_g]
-                 + w10 * src[p10 + ci_g] + w11 * src[p11 + ci_g])
-            bl = (w00 * src[p00 + ci_b] + w01 * src[p01 + ci_b]
-                  + w10 * src[p10 + ci_b] + w11 * src[p11 + ci_b])
-            out[0, y, x] = r * a[0] + b[0]
-            out[1, y, x] = g * a[1] + b[1]
-            out[2, y, x] = bl * a[2] + b[2]
+            p00, p01, p10, p11 = row0 + x0s[x], row0 + x1s[x], row1 + x0s[x], row1 + x1s[x]
+            r = (wy0 * (wx0 * src[p00 + ci_r] + wx1 * src[p01 + ci_r])
+                 + wy1 * (wx0 * src[p10 + ci_r] + wx1 * src[p11 + ci_r]))
+            g = (wy0 * (wx0 * src[p00 + ci_g] + wx1 * src[p01 + ci_g])
+                 + wy1 * (wx0 * src[p10 + ci_g] + wx1 * src[p11 + ci_g]))
+            bl = (wy0 * (wx0 * src[p00 + ci_b] + wx1 * src[p01 + ci_b])
+                  + wy1 * (wx0 * src[p10 + ci_b] + wx1 * src[p11 + ci_b]))
+            o0[x] = r * a0 + b0
+            o1[x] = g * a1 + b1
+            o2[x] = bl * a2 + b2
 
 
 @njit(cache=True, inline="always")

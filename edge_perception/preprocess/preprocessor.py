@@ -51,7 +51,7 @@ class Preprocessor:
         std = np.asarray(spec.std, np.float64)
         self._a = (1.0 / (255.0 * std)).astype(np.float32)
         self._b = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
-        self._letterboxes: dict[tuple[int, int], tuple[Letterbox, tuple[np.ndarray, ...]]] = {}
+        self._letterboxes: dict[tuple[int, int, int], tuple[Letterbox, tuple[np.ndarray, ...]]] = {}
         shape = (1, 3, spec.input_height, spec.input_width)
         if device == "cpu":
             self._out: Any = np.empty(shape, np.float32)
@@ -75,17 +75,19 @@ class Preprocessor:
 
     def letterbox(self, width: int, height: int) -> Letterbox:
         """The letterbox of a width x height source into the model input."""
-        return self._geometry(width, height)[0]
+        return self._geometry(width, height, 1)[0]
 
-    def _geometry(self, width: int, height: int) -> tuple[Letterbox, tuple[np.ndarray, ...]]:
-        """Letterbox and sampling tables of a source size, computed once per size."""
-        key = (width, height)
+    def _geometry(self, width: int, height: int, x_stride: int
+                  ) -> tuple[Letterbox, tuple[np.ndarray, ...]]:
+        """Letterbox and sampling tables (x in units of x_stride bytes) of a source size,
+        computed once per size."""
+        key = (width, height, x_stride)
         hit = self._letterboxes.get(key)
         if hit is None:
             if len(self._letterboxes) >= 16:
                 self._letterboxes.clear()
             lb = Letterbox.fit(width, height, self.spec.input_width, self.spec.input_height)
-            tables = (sample_table(lb.dst_width, lb.pad_x, lb.new_width, width)
+            tables = (sample_table(lb.dst_width, lb.pad_x, lb.new_width, width, x_stride)
                       + sample_table(lb.dst_height, lb.pad_y, lb.new_height, height))
             hit = self._letterboxes[key] = (lb, tables)
         return hit
@@ -95,7 +97,8 @@ class Preprocessor:
         `decode_compressed`; mono8 may also be (H, W)). Returns (output buffer, letterbox)."""
         enc = encoding_info(encoding)
         flat, step, h, w = _flat_source(image, enc)
-        lb, tables = self._geometry(w, h)
+        packed = enc.kind != "yuv422"
+        lb, tables = self._geometry(w, h, enc.bytes_per_pixel if packed else 1)
         box = (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height)
         pad = float(self.spec.pad)
         if self.device == "cuda":
@@ -105,12 +108,12 @@ class Preprocessor:
         if self.threads is not None:
             numba.set_num_threads(self.threads)  # a per-thread setting, restored below
         try:
-            if enc.kind == "yuv422":
-                letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
+            if packed:
+                letterbox_packed(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
                                  pad, self._a, self._b)
             else:
-                letterbox_packed(flat, step, enc.bytes_per_pixel, enc.r, enc.g, enc.b,
-                                 self._out[0], *box, *tables, pad, self._a, self._b)
+                letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
+                                 pad, self._a, self._b)
         finally:
             if self.threads is not None:
                 numba.set_num_threads(before)
