@@ -8,17 +8,15 @@ this file drives them to configured, then active. FASTDDS_DEFAULT_PROFILES_FILE 
 installed config/fastdds.xml (shared memory, 32 MB segments) unless already set.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, RegisterEventHandler,
                             SetEnvironmentVariable)
 from launch.events import matches_action
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 PACKAGE = "edge_perception"
@@ -36,9 +34,9 @@ def _configure_then_activate(node):
 
 
 def generate_launch_description():
-    share = get_package_share_directory(PACKAGE)
-    default_params = os.path.join(share, "config", "params.yaml")
-    fastdds_profile = os.path.join(share, "config", "fastdds.xml")
+    share = FindPackageShare(PACKAGE)
+    default_params = PathJoinSubstitution([share, "config", "params.yaml"])
+    fastdds_profile = PathJoinSubstitution([share, "config", "fastdds.xml"])
     params = LaunchConfiguration("params_file")
 
     camera = Node(package=PACKAGE, executable="camera_node", name="camera_node",

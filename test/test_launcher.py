@@ -1,0 +1,99 @@
+"""`edge-perception run`: params-file parsing and a real in-process run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_perception.launcher import NODES, get_args_parser, load_params_file
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).with_name("edge-perception")
+
+
+def test_repo_params_file_has_a_camera_section() -> None:
+    sections = load_params_file(REPO / "config" / "params.yaml")
+    cam = sections["camera_node"]
+    assert (REPO / cam["source"]).is_dir() and (REPO / cam["calibration_file"]).is_file()
+    assert "camera_node" in NODES
+
+
+def test_wildcard_nested_and_namespaced_sections(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("""
+/**:
+  ros__parameters: {use_sim_time: false, rate: 1.0}
+/camera_node:
+  ros__parameters:
+    rate: 5.0
+    qos_overrides:
+      /image_raw:
+        publisher: {reliability: best_effort}
+other:
+  ros__parameters:
+""")
+    s = load_params_file(p)
+    assert s["camera_node"] == {"use_sim_time": False, "rate": 5.0,
+                                "qos_overrides./image_raw.publisher.reliability": "best_effort"}
+    assert s["other"] == {"use_sim_time": False, "rate": 1.0}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("camera_node: {rate: 1}\n", "ros__parameters"), ("[1, 2]\n", "mapping"),
+    ("camera_node: {ros__parameters: [1]}\n", "must be a mapping"), ("a: [\n", "YAML")])
+def test_malformed_params_file(tmp_path: Path, text: str, words: str) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=words):
+        load_params_file(p)
+
+
+def test_args_parser() -> None:
+    a = get_args_parser().parse_args(["--config", "x.yaml", "--duration", "2.5"])
+    assert (a.config, a.duration, a.nodes, a.topic) == ("x.yaml", 2.5, None, "/image_raw")
+
+
+def test_run_counts_frames_and_exits_zero() -> None:
+    r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--duration", "3"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    counts = [int(x.split()[1]) for x in lines if x.startswith("frames ")]
+    assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] >= 10, r.stdout
+    assert "fps)" in lines[-1] and lines[-1].startswith("stopped: ")
+    assert "config/fastdds.xml" in r.stdout  # the profile was applied
+    assert "Traceback" not in r.stderr and "never retrieved" not in r.stderr
+
+
+def test_run_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([str(CLI), "run", "--config", "config/params.yaml"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("frames "):
+            line = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped: " in out and "Traceback" not in err
+
+
+def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("camera_node:\n  ros__parameters:\n    source: /no/such/folder/\n")
+    r = subprocess.run([str(CLI), "run", "--config", str(p), "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "camera_node: source not found" in r.stderr
+    r = subprocess.run([str(CLI), "run", "--config", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "params file not found" in r.stderr
