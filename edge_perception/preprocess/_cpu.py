@@ -8,6 +8,7 @@ serves every image.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -45,13 +46,18 @@ def sample_table(dst: int, pad: int, new: int, src: int, stride: int = 1
 
 
 @njit(parallel=True, cache=True)
-def letterbox_packed(src: np.ndarray, step: int, ci_r: int, ci_g: int, ci_b: int,
-                     out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
+def letterbox_packed(src: np.ndarray, step: int, row_bytes: int, ci_r: int, ci_g: int,
+                     ci_b: int, out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
                      x0s: np.ndarray, x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray,
-                     y1s: np.ndarray, wys: np.ndarray, pad: float, a: np.ndarray, b: np.ndarray
-                     ) -> None:
+                     y1s: np.ndarray, wys: np.ndarray, pad: float, a: np.ndarray, b: np.ndarray,
+                     scratch: np.ndarray) -> None:
     """bgr8/rgb8/bgra8/rgba8/mono8 → out (3, H, W). x0s/x1s are byte offsets of the pixels
-    within a row, R, G, B sit at byte offsets ci_* within a pixel."""
+    within a row, R, G, B sit at byte offsets ci_* within a pixel.
+
+    Per output row, the two source rows are blended vertically into this thread's row of
+    `scratch` (float32, at least row_bytes long; a contiguous loop the compiler vectorises),
+    then every output pixel blends two pixels of it horizontally: the same bilinear weights as
+    a 4-tap sample, in about half the time."""
     out_h, out_w = out.shape[1], out.shape[2]
     a0, a1, a2, b0, b1, b2 = a[0], a[1], a[2], b[0], b[1], b[2]
     pr, pg, pb = pad * a0 + b0, pad * a1 + b1, pad * a2 + b2
@@ -65,22 +71,20 @@ def letterbox_packed(src: np.ndarray, step: int, ci_r: int, ci_g: int, ci_b: int
             o0[x], o1[x], o2[x] = pr, pg, pb
         if not inside:
             continue
-        row0, row1 = y0s[y] * step, y1s[y] * step
+        tmp = scratch[numba.get_thread_id()]
+        s0 = src[y0s[y] * step: y0s[y] * step + row_bytes]
+        s1 = src[y1s[y] * step: y1s[y] * step + row_bytes]
         wy1 = wys[y]
         wy0 = np.float32(1.0) - wy1
+        for i in range(row_bytes):
+            tmp[i] = wy0 * s0[i] + wy1 * s1[i]
         for x in range(pad_x, x_end):
             wx1 = wxs[x]
             wx0 = np.float32(1.0) - wx1
-            p00, p01, p10, p11 = row0 + x0s[x], row0 + x1s[x], row1 + x0s[x], row1 + x1s[x]
-            r = (wy0 * (wx0 * src[p00 + ci_r] + wx1 * src[p01 + ci_r])
-                 + wy1 * (wx0 * src[p10 + ci_r] + wx1 * src[p11 + ci_r]))
-            g = (wy0 * (wx0 * src[p00 + ci_g] + wx1 * src[p01 + ci_g])
-                 + wy1 * (wx0 * src[p10 + ci_g] + wx1 * src[p11 + ci_g]))
-            bl = (wy0 * (wx0 * src[p00 + ci_b] + wx1 * src[p01 + ci_b])
-                  + wy1 * (wx0 * src[p10 + ci_b] + wx1 * src[p11 + ci_b]))
-            o0[x] = r * a0 + b0
-            o1[x] = g * a1 + b1
-            o2[x] = bl * a2 + b2
+            p0, p1 = x0s[x], x1s[x]
+            o0[x] = (wx0 * tmp[p0 + ci_r] + wx1 * tmp[p1 + ci_r]) * a0 + b0
+            o1[x] = (wx0 * tmp[p0 + ci_g] + wx1 * tmp[p1 + ci_g]) * a1 + b1
+            o2[x] = (wx0 * tmp[p0 + ci_b] + wx1 * tmp[p1 + ci_b]) * a2 + b2
 
 
 @njit(cache=True, inline="always")

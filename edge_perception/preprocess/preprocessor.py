@@ -55,6 +55,8 @@ class Preprocessor:
         shape = (1, 3, spec.input_height, spec.input_width)
         if device == "cpu":
             self._out: Any = np.empty(shape, np.float32)
+            # One float32 source row per Numba thread (grown to the widest frame seen).
+            self._scratch = np.empty((numba.config.NUMBA_NUM_THREADS, 0), np.float32)
         else:
             from numba import cuda
 
@@ -109,8 +111,12 @@ class Preprocessor:
             numba.set_num_threads(self.threads)  # a per-thread setting, restored below
         try:
             if packed:
-                letterbox_packed(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
-                                 pad, self._a, self._b)
+                row_bytes = w * enc.bytes_per_pixel
+                if self._scratch.shape[1] < row_bytes:
+                    self._scratch = np.empty((numba.config.NUMBA_NUM_THREADS, row_bytes),
+                                             np.float32)
+                letterbox_packed(flat, step, row_bytes, enc.r, enc.g, enc.b, self._out[0], *box,
+                                 *tables, pad, self._a, self._b, self._scratch)
             else:
                 letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
                                  pad, self._a, self._b)
