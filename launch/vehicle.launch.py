@@ -8,9 +8,12 @@ this file drives them to configured, then active. FASTDDS_DEFAULT_PROFILES_FILE 
 installed config/fastdds.xml (shared memory, 32 MB segments) unless already set.
 """
 
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, RegisterEventHandler,
-                            SetEnvironmentVariable)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
 from launch.events import matches_action
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
@@ -18,6 +21,8 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
+
+from launch import LaunchDescription
 
 PACKAGE = "edge_perception"
 

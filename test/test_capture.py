@@ -12,8 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_perception.capture import (Backoff, CaptureWorker, ImageFolderSource, OpenCVSource,
-                                     SourceError, open_source, parse_source)
+from edge_perception.capture import (
+    Backoff,
+    CaptureWorker,
+    ImageFolderSource,
+    OpenCVSource,
+    SourceError,
+    open_source,
+    parse_source,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

@@ -40,7 +40,7 @@ def test_file_url_prefix(tmp_path: Path) -> None:
     (lambda d: d.pop("camera_matrix"), "camera_matrix"),
     (lambda d: d.pop("image_width"), "image_width"),
     (lambda d: d["camera_matrix"].update(rows=2, cols=2, data=[1, 0, 0, 1]), "3x3"),
-    (lambda d: d["projection_matrix"]["data"].pop(), "12"),
+    (lambda d: d["projection_matrix"]["data"].pop(), "3x4 but has 11 values"),
     (lambda d: d["distortion_coefficients"].update(data=["a", 0, 0, 0, 0]), "non-numeric"),
     (lambda d: d["camera_matrix"]["data"].__setitem__(0, float("nan")), "NaN"),
     (lambda d: d["camera_matrix"]["data"].__setitem__(0, -5.0), "fx"),

@@ -18,7 +18,7 @@ def _console_scripts() -> set[str]:
     tree = ast.parse((REPO / "setup.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
-            for k, v in zip(node.keys, node.values):
+            for k, v in zip(node.keys, node.values, strict=True):
                 if isinstance(k, ast.Constant) and k.value == "console_scripts":
                     entries = ast.literal_eval(v)
                     return {e.split("=")[0].strip() for e in entries}

@@ -12,12 +12,22 @@ from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message, serialize_message
 
 from edge_perception.capture import load_calibration
-from edge_perception.nodes.convert import (calibration_to_camera_info,
-                                           camera_info_to_calibration, image_to_numpy,
-                                           numpy_to_image, stamp_from_ns, stamp_to_ns)
+from edge_perception.nodes.convert import (
+    calibration_to_camera_info,
+    camera_info_to_calibration,
+    image_to_numpy,
+    numpy_to_image,
+    stamp_from_ns,
+    stamp_to_ns,
+)
 from edge_perception.nodes.diagnostics import diagnostic_array, status_to_dict
-from edge_perception.nodes.params import (ParamError, ParamSpec, apply_changes, declare_params,
-                                          validate_changes)
+from edge_perception.nodes.params import (
+    ParamError,
+    ParamSpec,
+    apply_changes,
+    declare_params,
+    validate_changes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,16 @@
 
 from .backoff import Backoff
 from .calibration import CalibrationError, CameraCalibration, load_calibration, parse_calibration
-from .sources import (SOURCE_TYPES, FrameSource, ImageFolderSource, OpenCVSource, SourceError,
-                      SourceSpec, open_source, parse_source)
+from .sources import (
+                      SOURCE_TYPES,
+                      FrameSource,
+                      ImageFolderSource,
+                      OpenCVSource,
+                      SourceError,
+                      SourceSpec,
+                      open_source,
+                      parse_source,
+)
 from .worker import CaptureStats, CaptureWorker
 
 __all__ = [

@@ -8,9 +8,10 @@ The file format is the one written by ROS `camera_calibration` / read by camera_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import yaml
@@ -36,7 +37,7 @@ class CameraCalibration:
     P: np.ndarray  # 3x4
 
     @classmethod
-    def uncalibrated(cls, width: int, height: int, camera_name: str = "") -> "CameraCalibration":
+    def uncalibrated(cls, width: int, height: int, camera_name: str = "") -> CameraCalibration:
         """All-zero K and P (what camera_info_manager publishes for an uncalibrated camera)."""
         return cls(width, height, camera_name, "plumb_bob", _ro(np.zeros((3, 3))),
                    _ro(np.zeros(5)), _ro(np.eye(3)), _ro(np.zeros((3, 4))))
@@ -45,7 +46,7 @@ class CameraCalibration:
     def is_calibrated(self) -> bool:
         return bool(self.K[2, 2] != 0.0)
 
-    def scaled_to(self, width: int, height: int) -> "CameraCalibration":
+    def scaled_to(self, width: int, height: int) -> CameraCalibration:
         """The same camera seen through a pure resize to `width` x `height`.
 
         fx, cx (and the P equivalents) scale with width, fy, cy with height; D and R do not

@@ -22,8 +22,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from edge_perception.capture import (SOURCE_TYPES, Backoff, CameraCalibration, CaptureWorker,
-                                     load_calibration, open_source, parse_source)
+from edge_perception.capture import (
+    SOURCE_TYPES,
+    Backoff,
+    CameraCalibration,
+    CaptureWorker,
+    load_calibration,
+    open_source,
+    parse_source,
+)
 
 from . import qos
 from .convert import calibration_to_camera_info, numpy_to_image

@@ -38,8 +38,9 @@ def numpy_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str,
         raise ValueError(f"unsupported encoding {encoding!r}")
     if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or \
             (frame.shape[2] if frame.ndim == 3 else 1) != channels:
-        raise ValueError(f"{encoding} needs a uint8 HxW{'x%d' % channels if channels > 1 else ''}"
-                         f" array, got {frame.dtype} {frame.shape}")
+        shape = f"HxWx{channels}" if channels > 1 else "HxW"
+        raise ValueError(f"{encoding} needs a uint8 {shape} array, got {frame.dtype} "
+                         f"{frame.shape}")
     frame = np.ascontiguousarray(frame)
     h, w = frame.shape[:2]
     msg = Image(header=Header(stamp=stamp_from_ns(stamp_ns), frame_id=frame_id), height=h,

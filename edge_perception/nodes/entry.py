@@ -8,7 +8,7 @@ avoided on purpose (not available on Humble/Jazzy, which vehicles may run).
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
