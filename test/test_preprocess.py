@@ -74,6 +74,17 @@ def test_output_buffer_is_reused(pre: Preprocessor) -> None:
     assert not np.allclose(first, out_b)  # the next call overwrote the first result
 
 
+def test_single_thread_gives_the_same_result(pre: Preprocessor) -> None:
+    import numba
+
+    one = Preprocessor(SPEC, threads=1)
+    img = np.random.default_rng(5).integers(0, 256, (720, 1280, 4), np.uint8)
+    threads = numba.get_num_threads()
+    for encoding, src in (("bgra8", img), ("yuyv", img[:, :, :2])):
+        np.testing.assert_array_equal(one(src, encoding)[0], pre(src, encoding)[0])
+    assert numba.get_num_threads() == threads  # the caller's setting is restored
+
+
 def test_strided_and_cropped_sources(pre: Preprocessor) -> None:
     rng = np.random.default_rng(3)
     big = rng.integers(0, 256, (300, 500, 3), np.uint8)

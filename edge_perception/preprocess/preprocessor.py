@@ -16,6 +16,7 @@ from .letterbox import Letterbox
 __all__ = ["Preprocessor"]
 
 DEVICES = ("cpu", "cuda")
+_Geometry = tuple[Letterbox, tuple[np.ndarray, ...]]
 
 
 class Preprocessor:
@@ -51,7 +52,7 @@ class Preprocessor:
         std = np.asarray(spec.std, np.float64)
         self._a = (1.0 / (255.0 * std)).astype(np.float32)
         self._b = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
-        self._letterboxes: dict[tuple[int, int, int], tuple[Letterbox, tuple[np.ndarray, ...]]] = {}
+        self._letterboxes: dict[tuple[int, int, int], _Geometry] = {}
         shape = (1, 3, spec.input_height, spec.input_width)
         if device == "cpu":
             self._out: Any = np.empty(shape, np.float32)
@@ -79,8 +80,7 @@ class Preprocessor:
         """The letterbox of a width x height source into the model input."""
         return self._geometry(width, height, 1)[0]
 
-    def _geometry(self, width: int, height: int, x_stride: int
-                  ) -> tuple[Letterbox, tuple[np.ndarray, ...]]:
+    def _geometry(self, width: int, height: int, x_stride: int) -> _Geometry:
         """Letterbox and sampling tables (x in units of x_stride bytes) of a source size,
         computed once per size."""
         key = (width, height, x_stride)
@@ -106,8 +106,8 @@ class Preprocessor:
         if self.device == "cuda":
             self._run_cuda(flat, step, h, w, enc, box + (pad,))
             return self._out, lb
-        before = numba.get_num_threads()
-        if self.threads is not None:
+        before = numba.get_num_threads() if self.threads is not None else 0
+        if before:
             numba.set_num_threads(self.threads)  # a per-thread setting, restored below
         try:
             if packed:
@@ -121,7 +121,7 @@ class Preprocessor:
                 letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
                                  pad, self._a, self._b)
         finally:
-            if self.threads is not None:
+            if before:
                 numba.set_num_threads(before)
         return self._out, lb
 
