@@ -13,6 +13,7 @@ from edge_perception.geometry import (
     CameraIntrinsics,
     CameraMount,
     GroundProjector,
+    rotation_from_quaternion,
     rotation_rpy,
 )
 
@@ -111,6 +112,23 @@ def test_from_transform_matches_mount() -> None:
     ea, eb = a.project(boxes), b.project(boxes)
     np.testing.assert_array_equal(ea.valid, eb.valid)
     np.testing.assert_allclose(ea.xyz, eb.xyz)
+
+
+def test_rotation_from_tf_quaternion() -> None:
+    """A tf lookup base_link <- camera_optical_frame gives the same projector as the mount."""
+    mount = MOUNTS[1]
+    r = mount.rotation()
+    # quaternion of r (trace method; r is far from a 180-degree turn)
+    w = 0.5 * math.sqrt(1 + np.trace(r))
+    q = ((r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w),
+         (r[1, 0] - r[0, 1]) / (4 * w), w)
+    np.testing.assert_allclose(rotation_from_quaternion(*q), r, atol=1e-12)
+    np.testing.assert_allclose(rotation_from_quaternion(*(2 * np.array(q))), r, atol=1e-12)
+    # the optical frame of a level camera: rpy (-pi/2, 0, -pi/2) in tf's static publisher
+    level = rotation_from_quaternion(-0.5, 0.5, -0.5, 0.5)
+    np.testing.assert_allclose(level, CameraMount().rotation(), atol=1e-12)
+    with pytest.raises(ValueError):
+        rotation_from_quaternion(0, 0, 0, 0)
 
 
 def test_invalid_boxes_are_flagged_and_zeroed() -> None:

@@ -5,6 +5,7 @@ from edge_perception.geometry.camera import (
     OPTICAL_TO_BODY,
     CameraIntrinsics,
     CameraMount,
+    rotation_from_quaternion,
     rotation_rpy,
 )
 from edge_perception.geometry.ground import GroundEstimates, GroundProjector
@@ -16,5 +17,6 @@ __all__ = [
     "CameraMount",
     "GroundEstimates",
     "GroundProjector",
+    "rotation_from_quaternion",
     "rotation_rpy",
 ]

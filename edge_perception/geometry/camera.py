@@ -17,6 +17,7 @@ __all__ = [
     "CameraIntrinsics",
     "CameraMount",
     "OPTICAL_TO_BODY",
+    "rotation_from_quaternion",
     "rotation_rpy",
 ]
 
@@ -44,6 +45,20 @@ def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation of a (tf / geometry_msgs) quaternion; normalised first."""
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = float(np.linalg.norm(q))
+    if not (n > 1e-9 and math.isfinite(n)):
+        raise ValueError(f"quaternion must be finite and non-zero, got {q.tolist()}")
+    x, y, z, w = q / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
 @dataclass(frozen=True, eq=False)
 class CameraIntrinsics:
     """Pinhole intrinsics of an image (CameraInfo's K, D, distortion_model, width, height)."""
@@ -65,7 +80,8 @@ class CameraIntrinsics:
                 f"distortion model {model!r} not supported (use one of {list(DISTORTION_MODELS)})"
             )
         if d.size and d.size not in DISTORTION_MODELS[model]:
-            raise ValueError(f"{model} takes {DISTORTION_MODELS[model]} coefficients, D has {d.size}")
+            raise ValueError(
+                f"{model} takes {DISTORTION_MODELS[model]} coefficients, D has {d.size}")
         if not np.all(np.isfinite(d)):
             raise ValueError("D has non-finite coefficients")
         if int(self.width) <= 0 or int(self.height) <= 0:
@@ -82,8 +98,8 @@ class CameraIntrinsics:
     def pinhole(
         cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int
     ) -> "CameraIntrinsics":
-        return cls(np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]), np.zeros(0),
-                   "plumb_bob", width, height)
+        k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        return cls(k, np.zeros(0), "plumb_bob", width, height)
 
     @classmethod
     def from_hfov(cls, width: int, height: int, hfov_rad: float) -> "CameraIntrinsics":

@@ -134,7 +134,8 @@ class RoadRenderer:
         self._frame_no = 0
 
     # -- per frame ----------------------------------------------------------------------------
-    def render(self, hazards: tuple[Hazard, ...] | list[Hazard], vehicle_x: float) -> RenderedFrame:
+    def render(self, hazards: tuple[Hazard, ...] | list[Hazard],
+               vehicle_x: float) -> RenderedFrame:
         """The frame seen from road x = `vehicle_x`, and the truth of hazards in front."""
         w, h = self.intrinsics.width, self.intrinsics.height
         shift = int(math.floor(vehicle_x / TEXEL_M))
