@@ -22,9 +22,10 @@ import yaml
 
 __all__ = ["NODES", "get_args_parser", "load_params_file", "main"]
 
-# Node name (= params-file section) → "module:Class". A class takes `node_name=` plus Node
-# keyword arguments (`parameter_overrides`, ...). Add a node with one line here.
-NODES: dict[str, str] = {
+# Node name (= params-file section) → "module:Class" (imported only when started) or the class.
+# A class takes `node_name=` plus Node keyword arguments (`parameter_overrides`, ...).
+# Add a node with one line here.
+NODES: dict[str, str | type] = {
     "camera_node": "edge_perception.nodes.camera_node:CameraNode",
 }
 
@@ -78,9 +79,18 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return {name: {**wildcard, **params} for name, params in sections.items()}
 
 
-def _node_class(target: str) -> type:
+def _node_class(target: str | type) -> type:
+    if isinstance(target, type):
+        return target
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def _parameter(cls: Any, name: str, value: Any) -> Any:
+    try:
+        return cls(name, value=value)
+    except TypeError:  # e.g. an empty or mixed-type list
+        raise ValueError(f"parameter {name}: unsupported value {value!r}") from None
 
 
 class _FrameCounter:
@@ -106,10 +116,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"edge-perception run: error: {e}", file=sys.stderr)
         return 2
     names = list(args.nodes) if args.nodes else [n for n in sections if n in NODES]
-    unknown = [n for n in names if n not in NODES]
+    unknown = [n for n in names if n not in NODES or n not in sections]
     if unknown:
-        print(f"edge-perception run: error: unknown node(s) {', '.join(unknown)}; known: "
-              f"{', '.join(NODES)}", file=sys.stderr)
+        print(f"edge-perception run: error: {', '.join(unknown)}: not a known node with a "
+              f"section in {args.config} (known: {', '.join(NODES)})", file=sys.stderr)
         return 2
     for skipped in (n for n in sections if n not in NODES):
         print(f"note: section {skipped!r} has no node in this launcher yet; skipped")
@@ -135,8 +145,8 @@ def main(args: argparse.Namespace) -> int:
         nodes.append(monitor)
         counter = _FrameCounter(monitor, args.topic)
         for name in names:
-            overrides = [Parameter(k, value=v) for k, v in sections.get(name, {}).items()]
             try:
+                overrides = [_parameter(Parameter, k, v) for k, v in sections[name].items()]
                 node = _node_class(NODES[name])(node_name=name, parameter_overrides=overrides)
             except ValueError as e:
                 print(f"edge-perception run: error: {name}: {e}", file=sys.stderr)

@@ -252,3 +252,13 @@ def test_cross_process_1280x720_best_effort(ros_context: Any, tmp_path: Path) ->
     assert set(sizes) == {(1280, 720)}
     assert got / dt >= 0.8 * 30 * 0.8, (got, dt, out)  # most of them, on 2 loaded cores
     assert proc.returncode == 0, out
+
+
+def test_missing_device_keeps_retrying_without_crashing(graph) -> None:
+    g = graph({"source": "/dev/video99", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1,
+               "diagnostics_period_s": 0.2})
+    assert g.spin_until(lambda: bool(g.diags) and int(g.last_diag()["reconnects"]) >= 3)
+    d = g.last_diag()
+    assert d["state"] in ("reconnecting", "connecting") and d["level"] == "1"
+    assert "cannot open v4l2 /dev/video99" in d["last_error"] and not g.images
+    assert g.camera.stats.state != "stopped"

@@ -207,3 +207,50 @@ def test_worker_survives_a_failing_callback(tmp_path: Path) -> None:
     assert w.alive and "downstream bug" in w.stats().last_error
     w.stop()
     assert not any(t.name == "capture" for t in threading.enumerate())
+
+
+class _Server:
+    """A real HTTP server on 127.0.0.1 serving data/sample (stoppable, restartable)."""
+
+    def __init__(self, port: int = 0) -> None:
+        import functools
+        import http.server
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+        handler = functools.partial(Quiet, directory=str(SAMPLE))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_url_source_reconnects_when_the_server_comes_back() -> None:
+    server = _Server()
+    url = f"http://127.0.0.1:{server.port}/sample.avi"
+    spec = parse_source(url)
+    assert spec.kind == "url"
+    count = [0]
+    w = CaptureWorker(open_source(spec), lambda f, t: count.__setitem__(0, count[0] + 1),
+                      backoff=Backoff(0.05, 0.2))
+    w.start()
+    try:
+        # The stream "ends" after 26 frames: for a live source that is a failure → reopen.
+        assert _wait(lambda: count[0] >= 30 and w.stats().reconnects >= 1)
+        server.stop()
+        assert _wait(lambda: w.stats().state != "streaming" and "cannot open" in
+                     w.stats().last_error)
+        stalled, reconnects = count[0], w.stats().reconnects
+        time.sleep(0.3)
+        assert count[0] == stalled and w.stats().reconnects > reconnects
+        server = _Server(server.port)
+        assert _wait(lambda: count[0] >= stalled + 26)
+    finally:
+        w.stop()
+        server.stop()
+    assert w.stats().width == 320

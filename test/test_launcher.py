@@ -97,3 +97,50 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
     r = subprocess.run([str(CLI), "run", "--config", str(tmp_path / "none.yaml")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "params file not found" in r.stderr
+
+
+def test_lifecycle_nodes_are_configured_and_activated_by_the_launcher(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A real rclpy LifecycleNode registered with one line is driven configure → activate by
+    the launcher (never by itself) and deactivated at the end; its params come from the file."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    from edge_perception import launcher
+
+    seen: list[str] = []
+
+    class Probe(LifecycleNode):
+        def __init__(self, node_name: str, **kw: object) -> None:
+            super().__init__(node_name, **kw)
+            self.declare_parameter("gain", 0.0)
+
+        def on_configure(self, state: object) -> TransitionCallbackReturn:
+            seen.append(f"configure gain={self.get_parameter('gain').value}")
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_activate(self, state: object) -> TransitionCallbackReturn:
+            seen.append("activate")
+            return super().on_activate(state)
+
+        def on_deactivate(self, state: object) -> TransitionCallbackReturn:
+            seen.append("deactivate")
+            return super().on_deactivate(state)
+
+    monkeypatch.setitem(launcher.NODES, "probe", Probe)
+    p = tmp_path / "p.yaml"
+    p.write_text("probe:\n  ros__parameters: {gain: 2.5}\n")
+    args = get_args_parser().parse_args(["--config", str(p), "--duration", "1", "--quiet"])
+    assert launcher.main(args) == 0
+    assert seen == ["configure gain=2.5", "activate", "deactivate"]
+    assert "running probe" in capsys.readouterr().out
+
+
+def test_unknown_node_and_bad_values(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("camera_node:\n  ros__parameters: {source: data/sample/images, loop: [1, a]}\n")
+    r = subprocess.run([str(CLI), "run", "--config", str(p), "--nodes", "nope"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "nope: not a known node" in r.stderr
+    r = subprocess.run([str(CLI), "run", "--config", str(p), "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "parameter loop: unsupported value [1, 'a']" in r.stderr, r.stderr

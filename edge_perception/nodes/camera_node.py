@@ -37,6 +37,7 @@ from .convert import calibration_to_camera_info, numpy_to_image
 from .diagnostics import diagnostic_array
 from .entry import run_node
 from .params import ParamError, ParamSpec, apply_changes, declare_params, validate_changes
+from .paths import resolve_path
 
 __all__ = ["CameraConfig", "CameraNode", "SPECS", "main"]
 
@@ -85,13 +86,14 @@ class CameraNode(Node):
         super().__init__(node_name, **kwargs)
         self.config = declare_params(self, SPECS, CameraConfig)
         cfg = self.config
-        spec = parse_source(cfg.source, cfg.source_type)
+        spec = parse_source(resolve_path(cfg.source), cfg.source_type)
         if spec.is_finite and not Path(str(spec.target)).exists():
             raise ValueError(f"source not found: {spec.target}")
         if cfg.reconnect_max_s < cfg.reconnect_initial_s:
             raise ParamError("reconnect_max_s must be >= reconnect_initial_s")
         self._calib: CameraCalibration | None = (
-            load_calibration(cfg.calibration_file) if cfg.calibration_file else None)
+            load_calibration(resolve_path(cfg.calibration_file)) if cfg.calibration_file
+            else None)
         self._scaled: CameraCalibration | None = self._calib
 
         options = qos.overriding_options()

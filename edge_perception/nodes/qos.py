@@ -26,6 +26,8 @@ from pathlib import Path
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 
+from .paths import resolve_path
+
 __all__ = [
     "FASTDDS_PROFILE_ENV", "camera_output", "diagnostics", "fastdds_profile_path", "hazards",
     "overriding_options", "sensor_input", "use_fastdds_profile",
@@ -69,16 +71,8 @@ def overriding_options() -> QoSOverridingOptions:
 
 def fastdds_profile_path() -> Path | None:
     """config/fastdds.xml of the source tree, else of the installed package share."""
-    here = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
-    if here.is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        shared = Path(get_package_share_directory("edge_perception")) / "config" / "fastdds.xml"
-    except (ImportError, LookupError, OSError, ValueError):
-        return None
-    return shared if shared.is_file() else None
+    path = Path(resolve_path("config/fastdds.xml"))
+    return path.resolve() if path.is_file() else None
 
 
 def use_fastdds_profile() -> str | None:
