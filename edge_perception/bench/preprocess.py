@@ -95,6 +95,15 @@ def measure_jit(device: str = "cpu") -> dict[str, float]:
     return out
 
 
+def _threading_layer() -> str | None:
+    import numba
+
+    try:
+        return str(numba.threading_layer())
+    except ValueError:  # no parallel kernel ran in this process
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
     import cv2
     import numba
@@ -149,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
         "sizes": results,
         "jit_ms": None if args.no_jit else measure_jit(args.device),
         "numba_threads": numba.get_num_threads(),
-        "numba_threading_layer": numba.threading_layer(),
+        "numba_threading_layer": _threading_layer(),
         "opencv_threads": cv2.getNumThreads(),
         "cpu_count": os.cpu_count(),
         "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],

@@ -19,18 +19,15 @@ _CY, _CUB, _CUG, _CVG, _CVR, _SHIFT = 1220542, 2116026, -409993, -852492, 167352
 
 
 @njit(cache=True, inline="always")
-def _sat(v: int) -> float:
-    return float(min(255, max(0, v)))
-
-
-@njit(cache=True, inline="always")
 def _yuv_rgb(y: int, u: int, v: int) -> tuple[float, float, float]:
-    yy = max(0, y - 16) * _CY
-    half = 1 << (_SHIFT - 1)
+    """One pixel as cv2.cvtColor computes it; the saturation is done on float32 values (exact
+    for these small integers, and much faster than integer min/max here)."""
+    yy = max(y - 16, 0) * _CY + (1 << (_SHIFT - 1))
     uu, vv = u - 128, v - 128
-    r = _sat((yy + half + _CVR * vv) >> _SHIFT)
-    g = _sat((yy + half + _CVG * vv + _CUG * uu) >> _SHIFT)
-    b = _sat((yy + half + _CUB * uu) >> _SHIFT)
+    lo, hi = np.float32(0.0), np.float32(255.0)
+    r = min(max(np.float32((yy + _CVR * vv) >> _SHIFT), lo), hi)
+    g = min(max(np.float32((yy + _CVG * vv + _CUG * uu) >> _SHIFT), lo), hi)
+    b = min(max(np.float32((yy + _CUB * uu) >> _SHIFT), lo), hi)
     return r, g, b
 
 
