@@ -254,3 +254,25 @@ def test_url_source_reconnects_when_the_server_comes_back() -> None:
         w.stop()
         server.stop()
     assert w.stats().width == 320
+
+
+def test_bundled_sample_is_consistent() -> None:
+    from edge_perception.train.data import label_path, read_data_yaml, read_labels
+
+    spec = read_data_yaml(SAMPLE / "data.yaml")
+    images = spec.images("val")
+    assert len(images) == 26 and spec.names == {0: "pothole", 1: "speed_bump"}
+    boxes = 0
+    for img in images:
+        assert cv2.imread(str(img)).shape == (640, 640, 3)
+        lab = label_path(img)
+        assert lab == SAMPLE / "labels" / f"{img.stem}.txt" and lab.is_file()
+        rows = read_labels(lab, 640, 640)
+        assert len(rows) >= 1 and set(rows[:, 0].tolist()) == {0.0}
+        boxes += len(rows)
+    assert boxes > 26
+    total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
+    assert total < 3_000_000, total
+    attribution = (SAMPLE / "ATTRIBUTION.md").read_text()
+    assert "CC BY 4.0" in attribution and "github.com/Krizhneel/potholes" in attribution
+    assert attribution.count("| krizhneel__") == 26 and "| aish47__" not in attribution

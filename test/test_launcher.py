@@ -127,6 +127,7 @@ def test_lifecycle_nodes_are_configured_and_activated_by_the_launcher(
             return super().on_deactivate(state)
 
     monkeypatch.setitem(launcher.NODES, "probe", Probe)
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
     p = tmp_path / "p.yaml"
     p.write_text("probe:\n  ros__parameters: {gain: 2.5}\n")
     args = get_args_parser().parse_args(["--config", str(p), "--duration", "1", "--quiet"])
