@@ -112,9 +112,11 @@ class OpenCVSource:
         cap = cv2.VideoCapture(self.spec.target, self._APIS[self.spec.kind])
         if not cap.isOpened():
             cap.release()
-            hint = (" (this OpenCV has no GStreamer support)"
-                    if self.spec.kind == "gstreamer" and "GStreamer:                   NO"
-                    in cv2.getBuildInformation() else "")
+            hint = ""
+            if self.spec.kind == "gstreamer":
+                hint = (" (this OpenCV build has no GStreamer support)"
+                        if re.search(r"GStreamer:\s+NO", cv2.getBuildInformation())
+                        else " (the pipeline must end in appsink)")
             raise SourceError(f"cannot open {self.description}{hint}")
         if self.width > 0 and self.height > 0 and self.spec.kind == "v4l2":
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
