@@ -95,6 +95,28 @@ def test_strided_and_cropped_sources(pre: Preprocessor) -> None:
         assert np.abs(unit_scale(out) - unit_scale(ref)).max() <= 1 / 255
 
 
+def test_extreme_aspect_ratios(pre: Preprocessor) -> None:
+    for h, w in ((5000, 1), (1, 5000), (1, 1)):
+        img = np.random.default_rng(h).integers(0, 256, (h, w, 3), np.uint8)
+        out, lb = pre(img, "rgb8")
+        assert np.isfinite(out).all() and lb.new_width >= 1 and lb.new_height >= 1
+        inside = unit_scale(out)[:, lb.pad_y:lb.pad_y + lb.new_height,
+                                 lb.pad_x:lb.pad_x + lb.new_width]
+        assert inside.min() >= img.min() / 255 - 1e-6 and inside.max() <= img.max() / 255 + 1e-6
+
+
+def test_batch(pre: Preprocessor) -> None:
+    rng = np.random.default_rng(6)
+    frames = [(rng.integers(0, 256, (90, 160, 3), np.uint8), "bgr8"),
+              (rng.integers(0, 256, (300, 200, 2), np.uint8), "yuyv")]
+    out, boxes = pre.batch(frames)
+    assert out.shape == (2, 3, SPEC.input_height, SPEC.input_width)
+    for i, (img, encoding) in enumerate(frames):
+        single, lb = pre(img, encoding)
+        np.testing.assert_array_equal(out[i], single[0])
+        assert boxes[i] == lb
+
+
 def test_mono8_two_dimensional(pre: Preprocessor) -> None:
     img = np.random.default_rng(4).integers(0, 256, (50, 80), np.uint8)
     out2 = pre(img, "mono8")[0].copy()

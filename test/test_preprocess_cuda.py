@@ -53,6 +53,10 @@ def _compare(mode: str) -> dict[str, Any]:
                     "vs_reference": float(np.abs((got - ref)[0] * std).max()),
                 })
     result: dict[str, Any] = {"cases": cases}
+    frames = [(rng.integers(0, 256, (7, 10, 3), np.uint8), "bgr8"),
+              (rng.integers(0, 256, (9, 4, 2), np.uint8), "yuyv")]
+    batch, _ = gpu[np.float32].batch(frames)
+    result["batch_vs_cpu"] = float(np.abs(batch.copy_to_host() - cpu.batch(frames)[0]).max())
     if real:
         import torch
 
@@ -95,7 +99,9 @@ def _check(result: dict[str, Any], vs_cpu_f32: float) -> None:
 
 
 def test_cuda_kernel_matches_cpu_in_simulator() -> None:
-    _check(_run("sim"), vs_cpu_f32=1e-5)
+    result = _run("sim")
+    _check(result, vs_cpu_f32=1e-5)
+    assert result["batch_vs_cpu"] <= 1e-5
 
 
 def test_cuda_kernel_on_real_gpu() -> None:

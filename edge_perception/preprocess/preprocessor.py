@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numba
@@ -135,6 +136,25 @@ class Preprocessor:
         self._kernel[self._grid, self._block](
             src, step, h, w, enc.bytes_per_pixel, int(enc.kind == "yuv422"), enc.r, enc.g,
             enc.b, self._out[0], *geometry, self._a_dev, self._b_dev)
+
+    def batch(self, images: Sequence[tuple[np.ndarray, str]]) -> tuple[Any, list[Letterbox]]:
+        """Preprocess (image, encoding) pairs into a new (N, 3, H, W) array (a device array on
+        CUDA), e.g. for offline evaluation. Allocates per call; the per-frame path is
+        `__call__`."""
+        shape = (len(images), 3, self.spec.input_height, self.spec.input_width)
+        if self.device == "cuda":
+            out: Any = self._cuda.device_array(shape, self.dtype)
+        else:
+            out = np.empty(shape, np.float32)
+        boxes = []
+        for i, (image, encoding) in enumerate(images):
+            one, lb = self(image, encoding)
+            if self.device == "cuda":
+                out[i].copy_to_device(one[0])
+            else:
+                out[i] = one[0]
+            boxes.append(lb)
+        return out, boxes
 
     def warmup(self) -> float:
         """Compile (or load from the Numba cache) the kernels of every encoding once, so the
