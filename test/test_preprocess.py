@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 from edge_perception.detect.spec import ModelSpec
-from edge_perception.preprocess import (ENCODINGS, ImageFormatError, Letterbox, Preprocessor,
-                                        decode_compressed, image_array)
+from edge_perception.preprocess import (
+    ENCODINGS,
+    ImageFormatError,
+    Letterbox,
+    Preprocessor,
+    decode_compressed,
+    image_array,
+)
 from edge_perception.preprocess.reference import preprocess_cv2
 
 SPEC = ModelSpec()

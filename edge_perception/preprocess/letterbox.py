@@ -30,7 +30,7 @@ class Letterbox:
 
     @classmethod
     def fit(cls, src_width: int, src_height: int, dst_width: int, dst_height: int
-            ) -> "Letterbox":
+            ) -> Letterbox:
         """The letterbox of a src_width x src_height image into dst_width x dst_height."""
         if min(src_width, src_height, dst_width, dst_height) <= 0:
             raise ValueError(f"sizes must be positive: src {src_width}x{src_height}, "
