@@ -271,3 +271,17 @@ def test_library_does_not_import_ros() -> None:
             "bad = [m for m in sys.modules if m == 'rclpy' or m.endswith('_msgs')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_real_sensor_msgs_image(pre: Preprocessor) -> None:
+    """The buffer type rclpy really gives (array.array) is viewed without a copy."""
+    msgs = pytest.importorskip("sensor_msgs.msg")
+    rng = np.random.default_rng(8)
+    data, step = raw_image(rng, 64, 48, "yuv422", row_pad=4)
+    msg = msgs.Image(height=48, width=64, step=step, encoding="yuv422", data=data)
+    img = image_array(msg.height, msg.width, msg.step, msg.encoding, msg.data)
+    assert np.shares_memory(img, np.frombuffer(msg.data, np.uint8))
+    out, _ = pre(img, msg.encoding)
+    ref = preprocess_cv2(np.ascontiguousarray(img), "yuv422", SPEC.input_width,
+                         SPEC.input_height, SPEC.pad, SPEC.mean, SPEC.std)
+    assert np.abs(unit_scale(out) - unit_scale(ref)).max() <= 1 / 255
