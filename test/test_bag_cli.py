@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from edge_perception.nodes.bag_convert import stamp_ns  # noqa: E402
 from edge_perception.nodes.bag_player import BagPlayer, PlayOptions, run_player  # noqa: E402
@@ -98,10 +99,18 @@ class EchoDetector(Node):
         super().__init__("echo_detector", context=ctx)
         self.rng = random.Random(seed)
         self.seen: list[int] = []
+        self.info_stamp_at_image: list[int | None] = []
+        self._info_stamp: int | None = None
         self.pub = self.create_publisher(RoadHazardArray, "/road_hazards", 10)
+        self.create_subscription(CameraInfo, image_topic.rsplit("/", 1)[0] + "/camera_info",
+                                 self._on_info, RELIABLE)  # fmt: skip
         self.create_subscription(Image, image_topic, self._on_image, SENSOR)
 
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._info_stamp = stamp_ns(msg)
+
     def _on_image(self, msg: Image) -> None:
+        self.info_stamp_at_image.append(self._info_stamp)
         time.sleep(self.rng.uniform(0.0, 0.05))
         self.seen.append(stamp_ns(msg))
         out = RoadHazardArray()
@@ -110,11 +119,19 @@ class EchoDetector(Node):
         self.pub.publish(out)
 
 
+def _frames(n: int = 10) -> list[np.ndarray]:
+    """Real road frames from data/sample (shrunk to 32x24 to keep DDS traffic small)."""
+    paths = sorted((REPO / "data" / "sample" / "images").glob("*.jpg"))[:n]
+    if len(paths) == n:
+        return [cv2.resize(cv2.imread(str(p)), (32, 24), interpolation=cv2.INTER_AREA)
+                for p in paths]  # fmt: skip
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(n)]
+
+
 @pytest.fixture
 def image_bag(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(10)]
-    return write_image_bag(frames, tmp_path / "frames", rate_hz=10, topic="/replay/image_raw",
+    return write_image_bag(_frames(), tmp_path / "frames", rate_hz=10, topic="/replay/image_raw",
                            camera_info={"k": [300, 0, 16, 0, 300, 12, 0, 0, 1]})  # fmt: skip
 
 
@@ -190,8 +207,7 @@ def test_recorder_discovers_all_topics_and_stops_after_duration(
 
 def test_play_order_and_timing_at_rate_2(ros_context, spin, image_bag: Path) -> None:
     sub = spin(Collector(ros_context, "/replay/image_raw"))
-    info_sub = spin(Collector(ros_context, "/replay/camera_info", msg_type=__import__(
-        "sensor_msgs.msg", fromlist=["CameraInfo"]).CameraInfo))  # fmt: skip
+    info_sub = spin(Collector(ros_context, "/replay/camera_info", msg_type=CameraInfo))
     stats = run_player(PlayOptions(bag=image_bag, rate=2.0, wait_for_subscribers_s=5.0),
                        context=ros_context)  # fmt: skip
     assert stats.matched and stats.published == 20 and stats.images == 10
@@ -251,6 +267,7 @@ def test_deterministic_every_image_answered(ros_context, spin, image_bag: Path) 
     assert stats.matched and stats.images == 10
     assert stats.acknowledged == 10 and stats.unacknowledged == []
     assert echo.seen == expected  # every frame consumed, none skipped, in order
+    assert echo.info_stamp_at_image == expected  # its camera_info had arrived before it
     assert wait_for(lambda: len(answers.got) == 10, 2.0)
     assert answers.stamps == expected
     assert [stamp_ns(a) for a in stats.answers] == expected  # the answers, in frame order

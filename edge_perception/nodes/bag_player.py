@@ -36,6 +36,7 @@ ACK_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )  # fmt: skip
 # Reliable matches both reliable and best-effort /clock subscribers (rclpy's TimeSource).
+FLUSH_TIMEOUT = Duration(nanoseconds=50_000_000)
 CLOCK_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
 )
@@ -107,6 +108,7 @@ class BagPlayer(Node):
                 ACK_QOS,
             )
         self._answers: dict[int, Any] = {}
+        self._unflushed: set[str] = set()
         self._answers_lock = threading.Lock()
         self.stop_event = threading.Event()
 
@@ -171,11 +173,13 @@ class BagPlayer(Node):
                 stamp = None
                 if opts.deterministic and msg.topic in images:
                     stamp = header_stamp_ns(self.typestore, msg.msgtype, msg.data)
-                    self._flush_others(msg.topic)
+                    self._flush_others()
                     self.waiter.discard(stamp)
                     with self._answers_lock:
                         self._answers.pop(stamp, None)
                 self.publishers_[msg.topic].publish(msg.data)
+                if msg.topic not in images:
+                    self._unflushed.add(msg.topic)
                 stats.published += 1
                 stats.images += msg.topic in images
                 if stamp is not None:
@@ -194,12 +198,16 @@ class BagPlayer(Node):
         stats.elapsed_s = time.monotonic() - t0
         return stats
 
-    def _flush_others(self, image_topic: str) -> None:
-        """Deterministic mode: what was published before this image (camera_info) arrives
-        first, so the consumer sees the same inputs every run."""
-        for topic, pub in self.publishers_.items():
-            if topic != image_topic and pub.get_subscription_count() > 0:
-                pub.wait_for_all_acked(Duration(seconds=1.0))
+    def _flush_others(self) -> None:
+        """Deterministic mode: let what was published since the last image (camera_info)
+        reach the consumer first, so it sees the same inputs every run. Reliable readers
+        acknowledge at the writer's next heartbeat, which can be slow across processes, so
+        the wait is bounded (FLUSH_TIMEOUT) and then falls back on the delay it gave."""
+        for topic in self._unflushed:
+            pub = self.publishers_[topic]
+            if pub.get_subscription_count() > 0:
+                pub.wait_for_all_acked(FLUSH_TIMEOUT)
+        self._unflushed.clear()
 
 
 def run_player(options: PlayOptions, context: Context | None = None) -> PlayStats:
