@@ -233,6 +233,11 @@ def test_stamp_waiter_keeps_early_answers_and_times_out() -> None:
     for s in range(10, 15):
         waiter.notify(s)
     assert not waiter.seen(1) and waiter.seen(14)  # bounded memory
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    t0 = time.monotonic()
+    assert not waiter.wait(99, 10.0, stop)  # a stop (Ctrl-C) ends the wait early
+    assert time.monotonic() - t0 < 1.0
 
 
 def test_pacer_maps_bag_time_at_rate() -> None:

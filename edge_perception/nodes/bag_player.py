@@ -18,7 +18,7 @@ from typing import Any
 
 from rclpy.context import Context
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -75,7 +75,12 @@ class PlayStats:
 
 class BagPlayer(Node):
     def __init__(
-        self, options: PlayOptions, *, context: Context | None = None, name: str = "bag_player"
+        self,
+        options: PlayOptions,
+        *,
+        context: Context | None = None,
+        name: str = "bag_player",
+        stop: threading.Event | None = None,
     ) -> None:
         super().__init__(name, context=context)
         self.options = options
@@ -110,7 +115,9 @@ class BagPlayer(Node):
         self._answers: dict[int, Any] = {}
         self._unflushed: set[str] = set()
         self._answers_lock = threading.Lock()
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event() if stop is None else stop
+        # Ctrl-C / SIGTERM shut the context down (rclpy's handlers): stop playing then.
+        self.context.on_shutdown(self.stop_event.set)
 
     def _on_answer(self, msg: Any) -> None:
         stamp = stamp_ns(msg)
@@ -136,11 +143,27 @@ class BagPlayer(Node):
             time.sleep(0.02)
         return False
 
+    def _publish(self, topic: str, data: bytes) -> bool:
+        """Publish; False (and stop) if the context went down meanwhile."""
+        try:
+            self.publishers_[topic].publish(data)
+        except Exception:
+            if self.context.ok():
+                raise
+            self.stop_event.set()
+            return False
+        return True
+
     def _publish_clock(self, bag_ns: int) -> None:
-        if self.clock_pub is not None:
+        if self.clock_pub is not None and not self.stop_event.is_set():
             msg = Clock()
             msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
-            self.clock_pub.publish(msg)
+            try:
+                self.clock_pub.publish(msg)
+            except Exception:
+                if self.context.ok():
+                    raise
+                self.stop_event.set()
 
     def play(self) -> PlayStats:
         """Publish the bag (looping as asked) and return what happened; stops on stop_event."""
@@ -177,13 +200,14 @@ class BagPlayer(Node):
                     self.waiter.discard(stamp)
                     with self._answers_lock:
                         self._answers.pop(stamp, None)
-                self.publishers_[msg.topic].publish(msg.data)
+                if not self._publish(msg.topic, msg.data):
+                    break
                 if msg.topic not in images:
                     self._unflushed.add(msg.topic)
                 stats.published += 1
                 stats.images += msg.topic in images
                 if stamp is not None:
-                    answered = self.waiter.wait(stamp, opts.ack_timeout_s)
+                    answered = self.waiter.wait(stamp, opts.ack_timeout_s, self.stop_event)
                     with self._answers_lock:
                         stats.answers.append(self._answers.pop(stamp, None))
                     if answered:
@@ -210,12 +234,24 @@ class BagPlayer(Node):
         self._unflushed.clear()
 
 
-def run_player(options: PlayOptions, context: Context | None = None) -> PlayStats:
-    """Create a player, spin it in a background thread, play, clean up; rclpy must be init."""
-    node = BagPlayer(options, context=context)
+def _spin(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass  # Ctrl-C: play() sees stop_event
+
+
+def run_player(
+    options: PlayOptions,
+    context: Context | None = None,
+    stop: threading.Event | None = None,
+) -> PlayStats:
+    """Create a player, spin it in a background thread, play, clean up; rclpy must be init.
+    Setting `stop` (e.g. from a signal handler) ends playback early with the stats so far."""
+    node = BagPlayer(options, context=context, stop=stop)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread = threading.Thread(target=_spin, args=(executor,), daemon=True)
     thread.start()
     try:
         return node.play()

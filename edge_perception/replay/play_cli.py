@@ -6,13 +6,15 @@
 With --deterministic each image waits for the consumer's answer (a message on --ack-topic
 whose header.stamp equals the image's) before the next is sent, so every frame is processed
 and a replay gives the same outputs run after run; exit status 1 if any image went
-unanswered within --ack-timeout.
+unanswered within --ack-timeout. Ctrl-C (or SIGTERM) stops playback cleanly (status 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 from pathlib import Path
 
 __all__ = ["get_args_parser", "main", "parse_remaps"]
@@ -51,7 +53,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
     from edge_perception.nodes.bag_player import PlayOptions, run_player
     from edge_perception.nodes.qos import use_fastdds_profile
@@ -71,11 +73,13 @@ def main(args: argparse.Namespace) -> int:
         wait_for_subscribers_s=args.wait_for_subscribers,
     )
     use_fastdds_profile()
-    rclpy.init()
+    # Our own SIGINT/SIGTERM handling: stop after the current message, print the stats.
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        stats = run_player(options)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 130
+        stats = run_player(options, stop=stop)
     finally:
         rclpy.try_shutdown()
     summary = {k: v for k, v in vars(stats).items() if k != "answers"}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
         print("give topics to record or --all")
         return 2
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from edge_perception.nodes.bag_recorder import BagRecorder, RecordOptions
     from edge_perception.nodes.qos import use_fastdds_profile
@@ -58,17 +61,19 @@ def main(args: argparse.Namespace) -> int:
         },
     )
     use_fastdds_profile()
-    rclpy.init()
+    # Our own SIGINT/SIGTERM handling: finish the spin step, then finalise the bag.
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = None
     try:
         node = BagRecorder(options)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         print(f"recording to {output} ({args.storage}); Ctrl-C to stop", flush=True)
-        while rclpy.ok() and not node.done:
+        while not stop.is_set() and not node.done:
             executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         if node is not None:
             node.close()

@@ -41,10 +41,18 @@ class StampWaiter:
         with self._cond:
             return stamp_ns in self._seen
 
-    def wait(self, stamp_ns: int, timeout_s: float) -> bool:
-        """True once `stamp_ns` was notified; False after `timeout_s`."""
+    def wait(
+        self, stamp_ns: int, timeout_s: float, stop: threading.Event | None = None
+    ) -> bool:
+        """True once `stamp_ns` was notified; False after `timeout_s` or once `stop` is set."""
+        deadline = time.monotonic() + timeout_s
         with self._cond:
-            return self._cond.wait_for(lambda: stamp_ns in self._seen, timeout=timeout_s)
+            while stamp_ns not in self._seen:
+                left = deadline - time.monotonic()
+                if left <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                self._cond.wait(min(left, 0.1) if stop is not None else left)
+            return True
 
     def clear(self) -> None:
         with self._cond:
