@@ -1,0 +1,96 @@
+"""Latest-frame-wins slots, one per camera, and the one worker thread that drains them.
+
+A callback `put`s whatever arrived (a message, a frame) into its camera's slot, replacing an
+item the worker has not taken yet (counted as skipped): there is never a backlog. The worker
+takes every filled slot at once, so frames from several cameras that are waiting together are
+handled as one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+__all__ = ["LatestSlots", "SlotWorker"]
+
+
+class LatestSlots:
+    """Thread-safe `{key: latest item}` with received / skipped counters per key."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: dict[Hashable, Any] = {}
+        self._closed = False
+        self.received: dict[Hashable, int] = {}
+        self.skipped: dict[Hashable, int] = {}
+
+    def put(self, key: Hashable, item: Any) -> bool:
+        """Store `item` as the latest of `key`; True if it replaced an unprocessed one."""
+        with self._cond:
+            replaced = key in self._items
+            self._items[key] = item
+            self.received[key] = self.received.get(key, 0) + 1
+            if replaced:
+                self.skipped[key] = self.skipped.get(key, 0) + 1
+            self._cond.notify()
+            return replaced
+
+    def take_all(self, timeout: float | None = None) -> dict[Hashable, Any]:
+        """Every waiting item (emptying the slots); {} after `timeout` s or once closed."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            items, self._items = self._items, {}
+            return items
+
+    def close(self) -> None:
+        """Wake a waiting `take_all`; later takes return at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._items.clear()
+
+    def totals(self) -> tuple[int, int]:
+        """(received, skipped) over all keys."""
+        with self._cond:
+            return sum(self.received.values()), sum(self.skipped.values())
+
+
+class SlotWorker:
+    """A thread calling `handle(batch)` with every batch `slots.take_all` yields until `stop`.
+    Exceptions from `handle` go to `on_error` (the thread keeps running)."""
+
+    def __init__(self, slots: LatestSlots, handle: Callable[[dict[Hashable, Any]], None],
+                 on_error: Callable[[BaseException], None], name: str = "slot-worker") -> None:
+        self._slots, self._handle, self._on_error = slots, handle, on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._slots.reopen()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._slots.take_all(timeout=0.2)
+            if not batch or self._stop.is_set():
+                continue
+            try:
+                self._handle(batch)
+            except Exception as e:  # noqa: BLE001 - reported, the worker must survive
+                self._on_error(e)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._slots.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
