@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torchvision.ops import batched_nms
 
@@ -24,9 +26,11 @@ def grid_points(sizes: list[tuple[int, int]], strides: tuple[int, ...],
     return torch.cat(pts), torch.cat(strs)
 
 
-def flatten_outputs(outputs: list[tuple[torch.Tensor, torch.Tensor]]
+def flatten_outputs(outputs: Sequence[torch.Tensor]
                     ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
-    """Per-level (cls [B,C,H,W], box [B,4,H,W]) → logits [B,N,C], log-distances [B,N,4], sizes."""
+    """Network outputs (cls [B,C,H,W], box [B,4,H,W], ... per level) → logits [B,N,C],
+    log-distances [B,N,4] and the (H, W) of each level."""
+    outputs = list(zip(outputs[0::2], outputs[1::2]))
     cls = torch.cat([c.flatten(2) for c, _ in outputs], 2).transpose(1, 2)
     box = torch.cat([b.flatten(2) for _, b in outputs], 2).transpose(1, 2)
     sizes = [(c.shape[2], c.shape[3]) for c, _ in outputs]
@@ -46,7 +50,7 @@ def distances_to_log(boxes: torch.Tensor, points: torch.Tensor, strides: torch.T
 
 
 @torch.inference_mode()
-def postprocess(outputs: list[tuple[torch.Tensor, torch.Tensor]], strides: tuple[int, ...],
+def postprocess(outputs: Sequence[torch.Tensor], strides: tuple[int, ...],
                 score_thresh: float, iou_thresh: float, max_det: int = 100,
                 pre_nms_topk: int = 1000) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Boxes (x1y1x2y2, input pixels), scores and labels per image, after class-wise NMS."""

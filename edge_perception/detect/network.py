@@ -140,7 +140,8 @@ class _Head(nn.Module):
 
 
 class HazardNet(nn.Module):
-    """Returns, per stride, (class logits [B,C,H,W], log box distances [B,4,H,W])."""
+    """Returns a flat tuple: per stride 8, 16, 32 the class logits [B,C,H,W] then the log box
+    distances [B,4,H,W] (flat so TorchScript tracing and ONNX export take it as is)."""
 
     def __init__(self, cfg: NetConfig = NetConfig()) -> None:
         super().__init__()
@@ -151,13 +152,16 @@ class HazardNet(nn.Module):
         self.smooth = nn.ModuleList(_sep_conv(c) for _ in Backbone.out_channels)
         self.heads = nn.ModuleList(_Head(c, cfg.num_classes) for _ in Backbone.out_channels)
 
-    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c3, c4, c5 = self.backbone(x)
         p5 = self.lateral[2](c5)
         p4 = self.lateral[1](c4) + F.interpolate(p5, scale_factor=2.0, mode="nearest")
         p3 = self.lateral[0](c3) + F.interpolate(p4, scale_factor=2.0, mode="nearest")
         feats = [self.smooth[0](p3), self.smooth[1](p4), self.smooth[2](p5)]
-        return [head(f) for head, f in zip(self.heads, feats)]
+        out: list[torch.Tensor] = []
+        for head, f in zip(self.heads, feats):
+            out.extend(head(f))
+        return tuple(out)
 
 
 def load_imagenet_backbone(net: HazardNet, state_path: str) -> int:

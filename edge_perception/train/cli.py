@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         if step < args.warmup_steps:
             return (step + 1) / args.warmup_steps
         t = (step - args.warmup_steps) / max(1, total_steps - args.warmup_steps)
-        return 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))
+        return float(0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(t, 1.0))))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     ema = ModelEMA(model)
@@ -121,7 +121,10 @@ def main(args: argparse.Namespace) -> int:
     start_epoch, skip = 0, 0
     last = out / "last.pt"
     if args.resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=True)
+        # Older checkpoints stored numpy scalars in the scheduler state: allow exactly those.
+        with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype,
+                                               np.dtypes.Float64DType]):
+            ck = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         ema.ema.load_state_dict(ck["ema"])
         ema.updates = int(ck["ema_updates"])

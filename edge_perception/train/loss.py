@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 from torchvision.ops import box_iou, generalized_box_iou_loss
@@ -59,7 +61,7 @@ class DetectionLoss:
     def __init__(self, strides: tuple[int, ...], num_classes: int, box_weight: float = 2.0) -> None:
         self.strides, self.num_classes, self.box_weight = strides, num_classes, box_weight
 
-    def __call__(self, outputs: list[tuple[torch.Tensor, torch.Tensor]],
+    def __call__(self, outputs: Sequence[torch.Tensor],
                  targets: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         cls, box, sizes = flatten_outputs(outputs)
         points, strs = grid_points(sizes, self.strides, cls.device)
@@ -90,4 +92,5 @@ class DetectionLoss:
         else:
             loss_box = box.sum() * 0.0
         total = loss_cls + self.box_weight * loss_box
-        return total, {"cls": float(loss_cls), "box": float(loss_box), "pos": num_pos}
+        return total, {"cls": float(loss_cls.detach()), "box": float(loss_box.detach()),
+                       "pos": num_pos}

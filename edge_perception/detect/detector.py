@@ -1,0 +1,175 @@
+"""The inference API: `load_detector(path, device) -> Detector`, `Detector.detect(...)`.
+
+Per frame: fused Numba preprocessing (letterbox + colour + normalise, one pass) → the model
+(CUDA when available, else the INT8 TorchScript model on the CPU) → box decoding →
+`torchvision.ops.batched_nms` → boxes mapped back to original-image pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..preprocess import Letterbox, Preprocessor
+from .decode import postprocess
+from .model_io import LoadedModel, load_model_file
+from .spec import ModelSpec
+
+__all__ = ["Detection", "DetectorConfig", "Detector", "load_detector", "default_model_path",
+           "select_device"]
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One hazard in original-image pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    class_id: int
+    class_name: str
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    score_threshold: float = 0.35
+    nms_iou: float = 0.6
+    max_detections: int = 100
+    enabled_classes: tuple[int, ...] | None = None  # None = all
+
+
+def default_model_path(precision: str = "int8") -> Path:
+    """The shipped model: installed share/ dir (colcon) or the repo's models/ folder."""
+    name = {"int8": "hazard_int8.ts", "fp32": "hazard_fp32.pt"}[precision]
+    candidates = [MODELS_DIR / name]
+    try:  # installed with colcon: share/edge_perception/models
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.insert(0, Path(get_package_share_directory("edge_perception")) / "models" / name)
+    except Exception:  # noqa: BLE001 - ament index absent or package not installed there
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    return candidates[-1]
+
+
+def select_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+class Detector:
+    """A loaded model plus its preprocessing; thread-safe `detect` (one inference at a time)."""
+
+    def __init__(self, model: LoadedModel, device: torch.device,
+                 config: DetectorConfig = DetectorConfig()) -> None:
+        self.model, self.device = model, device
+        self.spec: ModelSpec = model.spec
+        self.config = config
+        # One Numba thread on the CPU: the kernel takes ~1 ms per 1080p frame that way, and a
+        # parallel region would leave spinning workers that slow the model call right after.
+        self._pre = (Preprocessor(self.spec, device="cuda") if device.type == "cuda"
+                     else Preprocessor(self.spec, device="cpu", threads=1))
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        name = self.model.meta.get("name", self.model.path.stem)
+        version = self.model.meta.get("version", "0")
+        return f"{name}@{version}:{self.model.sha256[:12]}"
+
+    def update_config(self, **changes: object) -> None:
+        self.config = replace(self.config, **changes)  # type: ignore[arg-type]
+
+    def warmup(self) -> None:
+        """Compile the Numba kernels and run the model once, so the first frame pays nothing."""
+        self._pre.warmup()
+        frame = np.zeros((self.spec.input_height, self.spec.input_width, 3), np.uint8)
+        self.detect(frame, "bgr8")
+
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            out = self.model.module(x)
+        return tuple(o.float() for o in out)
+
+    def _to_tensor(self, arr: object) -> torch.Tensor:
+        if isinstance(arr, np.ndarray):
+            return torch.from_numpy(arr)
+        return torch.as_tensor(arr, device=self.device)  # numba device array (CUDA interface)
+
+    def detect(self, image: np.ndarray, encoding: str = "bgr8") -> list[Detection]:
+        """Detections in one frame (HxWxC uint8 view, any sensor_msgs encoding we support)."""
+        return self.detect_batch([(image, encoding)])[0]
+
+    def detect_batch(self, frames: list[tuple[np.ndarray, str]]) -> list[list[Detection]]:
+        """Frames of any sizes: preprocessed one by one into one batch, one model call."""
+        if not frames:
+            return []
+        with self._lock:
+            inputs, boxes_lb = [], []
+            for image, encoding in frames:
+                out, lb = self._pre(image, encoding)
+                inputs.append(self._to_tensor(out).clone() if len(frames) > 1
+                              else self._to_tensor(out))
+                boxes_lb.append(lb)
+            x = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
+            raw = self._run(x.to(self.device, torch.float32))
+            cfg = self.config
+            results = postprocess(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
+                                  cfg.max_detections)
+        return [self._to_detections(r, lb) for r, lb in zip(results, boxes_lb)]
+
+    def _to_detections(self, result: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                       lb: Letterbox) -> list[Detection]:
+        boxes = lb.to_original(result[0].cpu().numpy())
+        scores = result[1].cpu().numpy()
+        labels = result[2].cpu().numpy()
+        enabled = self.config.enabled_classes
+        names = self.spec.class_names
+        return [Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), int(c),
+                          names[int(c)])
+                for b, s, c in zip(boxes, scores, labels)
+                if enabled is None or int(c) in enabled]
+
+
+def _set_quantized_engine() -> None:
+    engines = torch.backends.quantized.supported_engines
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    for e in (("qnnpack",) if arm else ("x86", "fbgemm")):
+        if e in engines:
+            torch.backends.quantized.engine = e
+            return
+
+
+def load_detector(path: str | os.PathLike[str] | None = None, device: str = "auto",
+                  config: DetectorConfig = DetectorConfig()) -> Detector:
+    """Load a model file. `device="auto"`: CUDA with the FP32 model when a GPU is present
+    (an INT8 path given explicitly is refused there: quantized CPU kernels do not run on CUDA),
+    else the CPU with the INT8 model. `path=None` picks the shipped model for the device."""
+    dev = select_device(device)
+    if path is None:
+        path = default_model_path("fp32" if dev.type == "cuda" else "int8")
+    _set_quantized_engine()
+    model = load_model_file(path, dev if dev.type == "cuda" else torch.device("cpu"))
+    if dev.type == "cuda" and model.kind == "int8":
+        raise ValueError(f"{path} is an INT8 CPU model; on CUDA use the FP32 model "
+                         "(or the ONNX file with TensorRT)")
+    return Detector(model, dev, config)

@@ -1,0 +1,113 @@
+"""`edge-perception quantize`: FP32 checkpoint → shipped models (FP32, INT8, ONNX) + manifest.
+
+Calibrates INT8 static quantization (torch.ao FX, per-channel weights) on training images run
+through the same fused preprocessing used at inference; exports ONNX (FP32 and INT8 QDQ for
+TensorRT) checked against PyTorch with onnxruntime; writes SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..preprocess import Preprocessor
+from ..train.data import read_data_yaml
+from .model_io import file_sha256, load_model_file, save_fp32, save_torchscript
+from .quantize import default_backend, export_onnx, quantize_fx, quantize_onnx_qdq
+
+__all__ = ["get_args_parser", "main", "write_manifest"]
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, add_help=add_help,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="FP32 weights file (train's ema_fp32.pt)")
+    p.add_argument("--data", required=True, help="YOLO data.yaml (train split calibrates)")
+    p.add_argument("--out-dir", default="models")
+    p.add_argument("--name", default="hazard")
+    p.add_argument("--version", default="1")
+    p.add_argument("--calib-images", type=int, default=300)
+    p.add_argument("--backend", default="auto", help="x86, fbgemm or qnnpack (auto: by CPU)")
+    p.add_argument("--float-modules", default="",
+                   help="comma-separated module names kept in float (e.g. heads.0.cls)")
+    p.add_argument("--score-threshold", type=float, default=0.35,
+                   help="the operating threshold recorded in the model metadata")
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def write_manifest(out_dir: Path) -> Path:
+    """SHA256SUMS in `sha256sum -c` format for every model file in out_dir."""
+    lines = [f"{file_sha256(p)}  {p.name}" for p in sorted(out_dir.iterdir())
+             if p.suffix in (".pt", ".ts", ".onnx")]
+    path = out_dir / "SHA256SUMS"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = load_model_file(args.weights, torch.device("cpu"))
+    spec = fp32.spec
+    backend = default_backend() if args.backend == "auto" else args.backend
+    meta = {"name": args.name, "version": args.version, "score_threshold": args.score_threshold,
+            "trained": dict(fp32.meta), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                  time.gmtime())}
+    save_fp32(out / f"{args.name}_fp32.pt", fp32.module, spec, {**meta, "precision": "fp32"})
+
+    data = read_data_yaml(args.data)
+    train = data.images("train")
+    rng = np.random.default_rng(args.seed)
+    picks = rng.choice(len(train), size=min(args.calib_images, len(train)), replace=False)
+    pre = Preprocessor(spec)
+    calib = []
+    for i in picks:
+        bgr = cv2.imread(str(train[int(i)]), cv2.IMREAD_COLOR)
+        x, _ = pre(bgr, "bgr8")
+        calib.append(torch.from_numpy(x.copy()))
+    example = calib[0]
+    float_modules = tuple(m for m in args.float_modules.split(",") if m)
+    t0 = time.perf_counter()
+    q = quantize_fx(fp32.module, calib, backend, example, float_modules)
+    print(f"quantized ({backend}) in {time.perf_counter() - t0:.1f} s")
+    save_torchscript(out / f"{args.name}_int8.ts", q, spec,
+                     {**meta, "precision": "int8", "backend": backend,
+                      "float_modules": list(float_modules), "calibration_images": len(calib)},
+                     example)
+    report: dict[str, object] = {"backend": backend, "calibration_images": len(calib)}
+    if not args.no_onnx:
+        onnx_fp32 = out / f"{args.name}_fp32.onnx"
+        export_onnx(fp32.module, onnx_fp32, example)
+        quantize_onnx_qdq(onnx_fp32, out / f"{args.name}_int8_qdq.onnx",
+                          [c.numpy() for c in calib[:100]])
+        report["onnx_max_abs_diff"] = check_onnx(onnx_fp32, fp32.module, calib[:8])
+    manifest = write_manifest(out)
+    report["manifest"] = str(manifest)
+    print(json.dumps(report))
+    return 0
+
+
+def check_onnx(path: Path, module: torch.nn.Module, inputs: list[torch.Tensor]) -> float:
+    """Largest |onnxruntime - PyTorch| over all outputs of `inputs`."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.inference_mode():
+        for x in inputs:
+            ref = module(x)
+            got = sess.run(None, {"images": x.numpy()})
+            worst = max(worst, *(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got)))
+    return worst
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(get_args_parser().parse_args()))
