@@ -7,6 +7,7 @@ what it returns into the store.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -15,16 +16,29 @@ from typing import Any, Generic, TypeVar
 from edge_perception.learn.sample import Sample
 from edge_perception.learn.store import SampleStore, StoreFull
 
-__all__ = ["SampleWriter"]
+__all__ = ["SampleWriter", "lower_thread_priority"]
 
 T = TypeVar("T")
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raise the calling thread's nice value (Linux: per thread), so blur, JPEG and upload
+    work yields the CPU to the detector. Best effort: ignored where unsupported."""
+    if nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):
+        pass
 _STOP = object()
 
 
 class SampleWriter(Generic[T]):
     def __init__(self, store: SampleStore, process: Callable[[T], Sample | None],
-                 maxsize: int = 8) -> None:
+                 maxsize: int = 8, nice: int = 10) -> None:
         self.store = store
+        self.nice = nice
         self.process = process
         self._q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._thread: threading.Thread | None = None
@@ -65,6 +79,7 @@ class SampleWriter(Generic[T]):
         return self._q.qsize()
 
     def _run(self) -> None:
+        lower_thread_priority(self.nice)
         while True:
             item = self._q.get()
             if item is _STOP:

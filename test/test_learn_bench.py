@@ -1,0 +1,24 @@
+"""`edge-perception bench upload --json` runs end to end (tiny sizes) and reports its numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_upload_json(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edge_perception.cli", "bench", "upload",
+                          "--json", "--samples", "10", "--enqueue-iters", "50",
+                          "--loop-iters", "6", "--blocks", "3", "--keep-rate", "5",
+                          "--workdir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert r["bench"] == "upload"
+    assert r["enqueue"]["submit_us_p99"] > 0 and r["enqueue"]["put_ms_p50"] > 0
+    assert r["throughput"]["samples"] == 10 and r["throughput"]["samples_per_s"] > 0
+    i = r["interference"]
+    assert i["iters_per_mode"] == 6 and i["p99_ms_off"] > 0 and "p99_increase_pct_upload" in i
+    assert i["acked_during_run"] > 0
