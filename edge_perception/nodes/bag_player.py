@@ -129,9 +129,10 @@ class BagPlayer(Node):
         return [t for t in self.topics if self.info.topics[t].msgtype in IMAGE_TYPES]
 
     def wait_for_consumers(self, timeout_s: float) -> bool:
-        """Until every topic has a subscriber and the ack topic (if any) a publisher."""
+        """Until every image topic (every topic, in a bag without images) has a subscriber
+        and the ack topic (deterministic mode) a publisher; False after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        need = self._image_topics() if self.options.deterministic else self.topics
+        need = self._image_topics() or self.topics
         while not self.stop_event.is_set():
             subs_ok = all(self.publishers_[t].get_subscription_count() > 0 for t in need)
             ack_ok = self.ack_sub is None or self.ack_sub.get_publisher_count() > 0
@@ -181,15 +182,17 @@ class BagPlayer(Node):
         images = set(self._image_topics())
         t0 = time.monotonic()
         while not self.stop_event.is_set() and (opts.loops == 0 or stats.loops < opts.loops):
-            first = True
+            first, complete = True, True
             for msg in iter_raw(opts.bag, self.topics, start_ns=start):
                 if self.stop_event.is_set():
+                    complete = False
                     break
                 if first:
                     pacer.anchor(msg.log_time_ns)
                     first = False
                 late = pacer.sleep_until(msg.log_time_ns, tick, period, self.stop_event)
                 if self.stop_event.is_set():
+                    complete = False
                     break
                 stats.max_late_s = max(stats.max_late_s, late)
                 self._publish_clock(msg.log_time_ns)
@@ -201,6 +204,7 @@ class BagPlayer(Node):
                     with self._answers_lock:
                         self._answers.pop(stamp, None)
                 if not self._publish(msg.topic, msg.data):
+                    complete = False
                     break
                 if msg.topic not in images:
                     self._unflushed.add(msg.topic)
@@ -218,7 +222,7 @@ class BagPlayer(Node):
                     pacer.anchor(msg.log_time_ns)  # keep the gaps, not the lost time
             if first:
                 break  # nothing to play (offset past the end)
-            stats.loops += 1
+            stats.loops += complete
         stats.elapsed_s = time.monotonic() - t0
         return stats
 

@@ -47,7 +47,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--ack-type", default="edge_perception_msgs/msg/RoadHazardArray")
     p.add_argument("--ack-timeout", type=float, default=5.0, help="seconds per image")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for subscribers first (deterministic: 10 by default)")
+                   help="first wait up to SECONDS for a subscriber on each image topic (each "
+                        "topic in a bag without images); deterministic: 10 by default")
     return p  # fmt: skip
 
 
