@@ -2,8 +2,9 @@
 
 The bags are what `ros2 bag` of ROS 2 Kilted writes (format version 9): per-topic message
 definitions and RIHS01 type hashes from the typestore, offered QoS profiles in the metadata.
-A bag is complete only after `close()` (metadata.yaml, the MCAP summary, the sqlite commit);
-a recorder killed with SIGKILL leaves a bag that needs `ros2 bag reindex`, like rosbag2's own.
+A bag is complete only after `close()` (metadata.yaml, the MCAP summary, the sqlite commit,
+which rosbags makes once, at close): a writer killed with SIGKILL leaves at best the MCAP
+chunks already flushed (`mcap recover`), and nothing of a sqlite3 bag.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
     edge-perception bag record --all --duration 30
 
 Ctrl-C (SIGINT) or SIGTERM stops recording and finalises the bag (metadata.yaml, MCAP
-summary, sqlite commit). A recorder killed with SIGKILL leaves an unfinished bag, as
-rosbag2's own does (`ros2 bag reindex` may recover MCAP/sqlite3 data, not guaranteed).
+summary, sqlite commit). SIGKILL (or power loss) cannot be handled: the bag has no
+metadata.yaml; an MCAP file keeps the chunks already flushed (about every 1 MiB; `mcap
+recover` reads them), a sqlite3 bag loses everything, since rosbags commits once at close.
 """
 
 from __future__ import annotations
