@@ -82,3 +82,85 @@ def camera_info_to_calibration(msg: CameraInfo, camera_name: str = "") -> Camera
         "camera_matrix": mat(3, 3, msg.k), "distortion_coefficients": mat(1, len(msg.d), msg.d),
         "rectification_matrix": mat(3, 3, msg.r), "projection_matrix": mat(3, 4, msg.p),
     }, source="CameraInfo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Detector node conversions (issue 5): camera messages → validated arrays and intrinsics;
+# pipeline results → RoadHazardArray / MarkerArray.
+# ---------------------------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from builtin_interfaces.msg import Duration  # noqa: E402
+from geometry_msgs.msg import Point  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from edge_perception.geometry import CameraIntrinsics  # noqa: E402
+from edge_perception.preprocess import decode_compressed, image_array  # noqa: E402
+from edge_perception_msgs.msg import RoadHazard, RoadHazardArray  # noqa: E402
+
+__all__ += ["camera_info_to_intrinsics", "compressed_to_array", "hazards_to_msg",
+            "image_msg_to_array", "markers_to_msg"]
+
+
+def image_msg_to_array(msg: Image) -> tuple[np.ndarray, str]:
+    """(read-only (H, W, C) view of msg.data, encoding), every header field checked against
+    the buffer first; raises `ImageFormatError` (a ValueError) with a one-line reason."""
+    return image_array(msg.height, msg.width, msg.step, msg.encoding, msg.data), msg.encoding
+
+
+def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """(decoded bgr8 (H, W, 3), "bgr8"); raises `ImageFormatError` on a corrupt payload."""
+    return decode_compressed(msg.format, msg.data), "bgr8"
+
+
+def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics | None:
+    """Intrinsics from K, D and the distortion model; None for an uncalibrated camera (K = 0).
+    Raises ValueError for an inconsistent message."""
+    if len(msg.k) != 9:
+        raise ValueError(f"CameraInfo K must have 9 values, got {len(msg.k)}")
+    k = np.asarray(msg.k, np.float64).reshape(3, 3)
+    if k[0, 0] == 0.0 and k[1, 1] == 0.0:
+        return None
+    return CameraIntrinsics(k, np.asarray(msg.d, np.float64), msg.distortion_model or "",
+                            int(msg.width), int(msg.height))
+
+
+def hazards_to_msg(result: Any, base_frame: str, model_id: str,
+                   latency_s: float) -> RoadHazardArray:
+    """A `perception.FrameResult` as RoadHazardArray stamped with the image's stamp."""
+    frame, g = result.frame, result.ground
+    out = RoadHazardArray(
+        header=Header(stamp=stamp_from_ns(frame.stamp_ns), frame_id=base_frame),
+        camera_frame_id=frame.frame_id, image_width=frame.width, image_height=frame.height,
+        model_id=model_id, latency_s=float(latency_s))
+    for i, d in enumerate(result.detections):
+        out.hazards.append(RoadHazard(
+            class_id=int(d.class_id), class_name=d.class_name, score=float(d.score),
+            x_min=float(d.x1), y_min=float(d.y1), x_max=float(d.x2), y_max=float(d.y2),
+            position_valid=bool(g.valid[i]),
+            position=Point(x=float(g.xyz[i, 0]), y=float(g.xyz[i, 1]), z=float(g.xyz[i, 2])),
+            range_m=float(g.range_m[i]), bearing_rad=float(g.bearing_rad[i]),
+            width_m=float(g.width_m[i]), range_sigma_m=float(g.range_sigma_m[i]),
+            lateral_sigma_m=float(g.lateral_sigma_m[i])))
+    return out
+
+
+def markers_to_msg(markers: list[Any], stamp_ns: int, frame_id: str, namespace: str,
+                   lifetime_s: float = 0.5) -> MarkerArray:
+    """`publish.MarkerData` items as a MarkerArray that first deletes the namespace's old
+    markers (so hazards that disappeared do not linger)."""
+    header = Header(stamp=stamp_from_ns(stamp_ns), frame_id=frame_id)
+    life = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
+    out = MarkerArray(markers=[Marker(header=header, ns=namespace, action=Marker.DELETEALL)])
+    for m in markers:
+        mk = Marker(header=header, ns=namespace, id=m.id, action=Marker.ADD, lifetime=life,
+                    type=Marker.CYLINDER if m.kind == "cylinder" else Marker.TEXT_VIEW_FACING,
+                    text=m.text)
+        mk.pose.position = Point(x=m.position[0], y=m.position[1], z=m.position[2])
+        mk.pose.orientation.w = 1.0
+        mk.scale.x, mk.scale.y, mk.scale.z = m.scale
+        mk.color.r, mk.color.g, mk.color.b, mk.color.a = m.rgba
+        out.markers.append(mk)
+    return out

@@ -1,0 +1,82 @@
+"""detector_node parameters: one spec table, read into a frozen `DetectorParams`.
+
+Read-only (need a restart): model, device, topics, frames, periods. Changeable at run time
+(validated in the node's set-parameters callback): score_threshold, nms_iou, enabled_classes
+and the camera mount. The model's input size is published as read-only `input_width` /
+`input_height` once the model is loaded (on activate).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from edge_perception.geometry import CameraMount
+
+from .params import ParamSpec
+
+__all__ = ["RUNTIME", "SPECS", "DetectorParams", "mount_from"]
+
+_ANGLE = (-math.pi / 2 + 1e-3, math.pi / 2 - 1e-3)
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "model file (.ts INT8 TorchScript or .pt FP32 weights); empty = "
+              "the shipped model (models/hazard_int8.ts, FP32 on CUDA)", read_only=True),
+    ParamSpec("device", "auto", "inference device; auto = CUDA if available else CPU",
+              read_only=True, choices=("auto", "cpu", "cuda")),
+    ParamSpec("image_topics", ["image_raw"], "camera topics; sensor_msgs/Image, or "
+              "CompressedImage when the name ends in /compressed; each camera's CameraInfo is "
+              "the sibling topic camera_info", read_only=True),
+    ParamSpec("score_threshold", 0.35, "minimum detection score", (0.0, 1.0)),
+    ParamSpec("nms_iou", 0.6, "IoU above which NMS drops the lower-scored box", (0.05, 1.0)),
+    ParamSpec("enabled_classes", ["all"], "class names to report, or [all]"),
+    ParamSpec("inference_threads", 0, "CPU threads for the model (process-wide torch "
+              "setting); 0 = torch's default. On a small shared CPU 1 is often fastest",
+              (0, 256), read_only=True),
+    ParamSpec("max_detections", 100, "most hazards per frame", (1, 1000), read_only=True),
+    ParamSpec("base_frame", "base_link", "vehicle frame of hazard positions (header.frame_id)",
+              read_only=True),
+    ParamSpec("camera_x", 0.0, "camera optical centre ahead of base_frame origin (m)",
+              (-20.0, 20.0)),
+    ParamSpec("camera_y", 0.0, "camera optical centre left of base_frame origin (m)",
+              (-20.0, 20.0)),
+    ParamSpec("camera_height", 1.4, "camera optical centre above the road (m)", (0.05, 20.0)),
+    ParamSpec("camera_roll", 0.0, "camera roll (rad, + lifts its left side)", _ANGLE),
+    ParamSpec("camera_pitch", 0.0, "camera pitch (rad, + looks down)", _ANGLE),
+    ParamSpec("camera_yaw", 0.0, "camera yaw (rad, + looks left)", (-math.pi, math.pi)),
+    ParamSpec("use_tf", True, "look up the camera pose with tf2 when tf2_ros is installed "
+              "(falls back to the camera_* parameters)", read_only=True),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", (0.1, 60.0),
+              read_only=True),
+    ParamSpec("log_throttle_s", 5.0, "at most one rejected-input log per this many seconds",
+              (0.0, 3600.0), read_only=True),
+)
+
+RUNTIME = frozenset(s.name for s in SPECS if not s.read_only)
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    model_path: str
+    device: str
+    image_topics: tuple[str, ...]
+    score_threshold: float
+    nms_iou: float
+    enabled_classes: tuple[str, ...]
+    inference_threads: int
+    max_detections: int
+    base_frame: str
+    camera_x: float
+    camera_y: float
+    camera_height: float
+    camera_roll: float
+    camera_pitch: float
+    camera_yaw: float
+    use_tf: bool
+    diagnostics_period_s: float
+    log_throttle_s: float
+
+
+def mount_from(p: DetectorParams) -> CameraMount:
+    return CameraMount(x=p.camera_x, y=p.camera_y, z=p.camera_height, roll=p.camera_roll,
+                       pitch=p.camera_pitch, yaw=p.camera_yaw)
