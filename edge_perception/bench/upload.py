@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -188,8 +187,8 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
             t = time.perf_counter()
             run()
             lat[mode].append(time.perf_counter() - t)
-        up.stop()
-        writer.stop()
+        up.stop(timeout=60)
+        writer.stop(timeout=60)  # a blur in progress finishes first
     stats = store.stats()
     store.close()
     base = _pct(lat["off"], 99)

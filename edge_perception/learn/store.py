@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_perception.learn.fsutil import fsync_dir, write_atomic
+from edge_perception.learn.fsutil import write_atomic
 from edge_perception.learn.sample import Sample
 
 __all__ = ["SampleStore", "StoredSample", "StoreStats", "StoreFull", "StoreLocked"]

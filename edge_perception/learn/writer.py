@@ -43,8 +43,8 @@ class SampleWriter(Generic[T]):
         self._q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.counters = {"submitted": 0, "dropped_full": 0, "stored": 0, "skipped": 0,
-                         "store_full": 0, "errors": 0}
+        self.counters = {"submitted": 0, "dropped_full": 0, "dropped_stop": 0, "stored": 0,
+                         "skipped": 0, "store_full": 0, "errors": 0}
         self.last_error = ""
 
     def _count(self, name: str) -> None:
@@ -56,12 +56,21 @@ class SampleWriter(Generic[T]):
             self._thread = threading.Thread(target=self._run, name="sample-writer", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the item in progress, drop the rest (counted), end the thread."""
         if self._thread is not None:
-            try:
-                self._q.put(_STOP, timeout=timeout)
-            except queue.Full:
-                pass
+            while True:
+                try:
+                    while True:
+                        self._q.get_nowait()
+                        self._count("dropped_stop")
+                except queue.Empty:
+                    pass
+                try:
+                    self._q.put_nowait(_STOP)
+                    break
+                except queue.Full:  # a producer refilled it meanwhile
+                    continue
             self._thread.join(timeout)
             self._thread = None
 
