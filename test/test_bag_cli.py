@@ -61,6 +61,7 @@ def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
             thread.start()
         return node
 
+    add.remove = executor.remove_node  # type: ignore[attr-defined]
     yield add
     executor.shutdown(timeout_sec=2.0)
     for node in nodes:
@@ -157,6 +158,7 @@ def test_record_live_publishers(ros_context, spin, tmp_path: Path, storage: str)
     assert wait_for(lambda: rec.counts.get("/rec/image") == 15, 5.0)
     wait_for(lambda: rec.counts.get("/rec/hazards") == 15, 2.0)
     live_hash = str(talker.get_publishers_info_by_topic("/rec/hazards")[0].topic_type_hash)
+    spin.remove(rec)  # no callback in flight while the subscriptions go
     rec.close()
 
     info = read_info(tmp_path / "bag")
@@ -205,6 +207,7 @@ def test_recorder_discovers_all_topics_and_stops_after_duration(
     pub.publish(image_msg(3))
     assert wait_for(lambda: rec.done, 5.0)
     wait_for(lambda: rec.counts.get("/all/late_topic") == 1, 2.0)
+    spin.remove(rec)  # no callback in flight while the subscriptions go
     rec.close()
     info = read_info(tmp_path / "bag")
     assert "/all/late_topic" in info.topics and "/rosout" not in info.topics
