@@ -102,3 +102,17 @@ def test_encode_jpeg_roundtrip():
     data = encode_jpeg(img, 85)
     assert data[:2] == b"\xff\xd8"
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == img.shape
+
+
+def test_blur_process_matches_in_process(faces_only):
+    from edge_perception.learn.privacy import BlurProcess
+
+    img = cv2.imread(str(HOPPER))
+    proc = BlurProcess(PrivacyConfig(plates=False))
+    try:
+        jpeg, regions = proc.blur_encode(img, 90)
+    finally:
+        proc.close()
+    local, local_regions = faces_only.blur(img)
+    assert regions == local_regions
+    assert jpeg == encode_jpeg(local, 90)

@@ -5,8 +5,9 @@
 * throughput: a backlog uploaded to a real `ingest-server` subprocess on 127.0.0.1;
 * interference: p99 latency of the detector loop alone ("off"), with the uploader draining a
   backlog over a bandwidth-capped link ("upload"), and with the writer also blurring and
-  storing frames at `--keep-rate` per second ("upload+blur"). The modes alternate in blocks
-  so background load hits all alike; both threads run at nice +10. The shipped detector is
+  storing frames at `--keep-rate` per second ("upload+blur"; the blur runs in a separate
+  process as in the node). The modes alternate in blocks so background load hits all alike;
+  the upload and writer threads and the blur process run at nice +10. The shipped detector is
   used when its model file loads; otherwise a CPU-bound stand-in loop (stated in the output
   as `"detector": "stand-in"`).
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_perception.learn.privacy import PrivacyFilter, encode_jpeg
+from edge_perception.learn.privacy import BlurProcess, encode_jpeg
 from edge_perception.learn.sample import Reason, Sample, SampleDetection
 from edge_perception.learn.store import SampleStore
 from edge_perception.learn.transport import HttpTransport, TokenBucket
@@ -156,15 +157,15 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
     name, run = _detector()
     for _ in range(10):
         run()
-    privacy = PrivacyFilter()
+    privacy = BlurProcess(nice=10)  # as the node runs it
     store = SampleStore(work / "intf", quota_bytes=1 << 30)
     _fill(store, 300)
     rate = args.link_mbps * 1e6 / 8
     transport = HttpTransport(url, TOKEN, bucket=TokenBucket(rate, 64 * 1024))
 
     def process(i: int) -> Sample:
-        out, _ = privacy.blur(_frame(100 + i % 16))
-        return _sample(10_000 + i, encode_jpeg(out))
+        jpeg, _ = privacy.blur_encode(_frame(100 + i % 16))
+        return _sample(10_000 + i, jpeg)
 
     modes = ("off", "upload", "upload+blur")
     lat: dict[str, list[float]] = {m: [] for m in modes}
@@ -191,6 +192,7 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
         writer.stop(timeout=60)  # a blur in progress finishes first
     stats = store.stats()
     store.close()
+    privacy.close()
     base = _pct(lat["off"], 99)
     out: dict[str, Any] = {"detector": name, "iters_per_mode": len(lat["off"]),
                            "link_mbps": args.link_mbps, "keep_rate_per_s": args.keep_rate,

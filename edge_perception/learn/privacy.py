@@ -16,6 +16,9 @@ personal data.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,8 @@ import numpy as np
 
 from edge_perception.learn.haar import HaarCascade
 
-__all__ = ["PrivacyConfig", "PrivacyFilter", "Region", "encode_jpeg", "DATA_DIR"]
+__all__ = ["PrivacyConfig", "PrivacyFilter", "BlurProcess", "Region", "encode_jpeg",
+           "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FACE_CASCADE = DATA_DIR / "haarcascade_frontalface_default.xml.gz"
@@ -96,3 +100,40 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+_worker_filter: PrivacyFilter | None = None
+
+
+def _init_worker(config: PrivacyConfig, nice: int) -> None:
+    global _worker_filter
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    cv2.setNumThreads(1)
+    _worker_filter = PrivacyFilter(config)
+
+
+def _blur_encode(bgr: np.ndarray, quality: int) -> tuple[bytes, list[Region]]:
+    assert _worker_filter is not None
+    out, regions = _worker_filter.blur(bgr)
+    return encode_jpeg(out, quality), regions
+
+
+class BlurProcess:
+    """`PrivacyFilter.blur` + JPEG encoding in a separate, niced process, so the detection
+    process keeps its GIL and, on a busy CPU, its priority. Spawned (not forked: the caller
+    may run DDS threads). `blur_encode` blocks the calling (worker) thread only."""
+
+    def __init__(self, config: PrivacyConfig | None = None, nice: int = 10) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(config or PrivacyConfig(), nice))
+
+    def blur_encode(self, bgr: np.ndarray, quality: int = 90) -> tuple[bytes, list[Region]]:
+        return self._pool.submit(_blur_encode, np.ascontiguousarray(bgr), quality).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

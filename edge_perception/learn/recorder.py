@@ -10,7 +10,7 @@ detections, then on a worker thread select → blur → encode → store.
 Frames wait (at most `pending_frames`, oldest dropped) until the detections with the same
 stamp arrive; the pair goes through a bounded non-blocking hand-off (SampleWriter) to the
 worker, which runs selection for every frame (tracking needs them all) and privacy blur and
-JPEG encoding only for the frames it keeps.
+JPEG encoding only for the frames it keeps (by default in a separate niced process).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_perception.learn.privacy import PrivacyConfig, PrivacyFilter, encode_jpeg
+from edge_perception.learn.privacy import BlurProcess, PrivacyConfig, PrivacyFilter, encode_jpeg
 from edge_perception.learn.sample import Sample, SampleDetection
 from edge_perception.learn.selection import SelectionConfig, Selector
 from edge_perception.learn.store import SampleStore
@@ -39,6 +39,7 @@ class RecorderConfig:
     jpeg_quality: int = 90
     queue_size: int = 8
     pending_frames: int = 16
+    blur_in_subprocess: bool = True  # keep the Haar cascades off this process's GIL and CPU
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,12 @@ class Recorder:
     def __init__(self, store: SampleStore, config: RecorderConfig | None = None) -> None:
         self.config = config or RecorderConfig()
         self.selector = Selector(self.config.selection)
-        self.privacy = PrivacyFilter(self.config.privacy)
+        self._blur_proc: BlurProcess | None = None
+        self._blur_local: PrivacyFilter | None = None
+        if self.config.blur_in_subprocess:
+            self._blur_proc = BlurProcess(self.config.privacy)
+        else:
+            self._blur_local = PrivacyFilter(self.config.privacy)
         self.writer: SampleWriter[Frame] = SampleWriter(store, self._process,
                                                         self.config.queue_size)
         self._frames: OrderedDict[int, tuple[np.ndarray, dict[str, Any]]] = OrderedDict()
@@ -70,6 +76,8 @@ class Recorder:
 
     def stop(self) -> None:
         self.writer.stop()
+        if self._blur_proc is not None:
+            self._blur_proc.close()
 
     def request_capture(self) -> None:
         """Keep the next frame whose detections arrive from now on."""
@@ -104,9 +112,14 @@ class Recorder:
         decision = self.selector.update(f.stamp_ns * 1e-9, f.detections)
         if decision is None:
             return None
-        blurred, regions = self.privacy.blur(f.bgr)
+        if self._blur_proc is not None:
+            jpeg, regions = self._blur_proc.blur_encode(f.bgr, self.config.jpeg_quality)
+        else:
+            assert self._blur_local is not None
+            blurred, regions = self._blur_local.blur(f.bgr)
+            jpeg = encode_jpeg(blurred, self.config.jpeg_quality)
         self.blurred_regions += len(regions)
-        return Sample(jpeg=encode_jpeg(blurred, self.config.jpeg_quality),
+        return Sample(jpeg=jpeg,
                       detections=f.detections, model_version=f.model_version,
                       camera_info=f.camera_info, stamp=f.stamp_ns * 1e-9,
                       reason=decision.reason, priority=decision.priority, position=f.position)
