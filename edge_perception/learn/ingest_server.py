@@ -13,7 +13,10 @@ or unsafe member names, 422 checksum or manifest mismatch.
 A batch is unpacked into `<root>/tmp/`, every file fsync'd, then renamed to
 `<root>/batches/<vehicle>/<batch_id>/` in one step; the rename fails if that folder exists,
 which is the de-duplication (also under concurrent retries). With `--s3-bucket` each stored
-batch is also put to an S3-compatible bucket (boto3 must be installed).
+batch is also put to an S3-compatible bucket (boto3 must be installed; credentials and
+endpoint from the usual AWS_* environment). The S3 copy is a best-effort mirror: a failure is
+counted and logged, the local copy stays the record. (Not exercised by the tests: no S3
+server here.)
 
 Tokens file: one `vehicle_id token` pair per line; `#` starts a comment.
 """
@@ -160,7 +163,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], config: IngestConfig) -> None:
         self.config = config
-        self.counters = {"stored": 0, "duplicate": 0, "rejected": 0}
+        self.counters = {"stored": 0, "duplicate": 0, "rejected": 0, "s3_failed": 0}
         self._lock = threading.Lock()
         self._s3: Any = None
         if config.s3_bucket:
@@ -207,10 +210,15 @@ class _Server(ThreadingHTTPServer):
             fsync_dir(parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if self._s3 is not None:
-            for name, data in files.items():
-                key = f"{self.config.s3_prefix}{vehicle}/{batch_id}/{name}"
-                self._s3.put_object(Bucket=self.config.s3_bucket, Key=key, Body=data)
+        if self._s3 is not None:  # a mirror: the local copy is the record of receipt
+            try:
+                for name, data in list(files.items()) + [
+                        ("manifest.json", json.dumps(manifest, indent=1).encode())]:
+                    key = f"{self.config.s3_prefix}{vehicle}/{batch_id}/{name}"
+                    self._s3.put_object(Bucket=self.config.s3_bucket, Key=key, Body=data)
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the batch is stored
+                self.count("s3_failed")
+                print(f"ingest-server: S3 copy of {batch_id} failed: {exc}", file=sys.stderr)
         self.count("stored")
         return "stored"
 
