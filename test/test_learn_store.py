@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_perception.learn.sample import Reason, Sample, SampleDetection
 from edge_perception.learn.store import SampleStore, StoreFull, StoreLocked
@@ -124,3 +126,47 @@ def test_library_does_not_import_rclpy():
             "bad = [m for m in sys.modules if m == 'rclpy' or m.endswith('_msgs')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["put", "lease", "ack", "reopen"]),
+                              st.integers(0, 3), st.integers(200, 3000)),
+                    min_size=1, max_size=40))
+def test_store_invariants_under_random_operations(tmp_path_factory, ops):
+    """Random put/lease/ack/reopen sequences: the quota holds, the incremental byte count
+    matches the rows, files match rows, a sample never changes batch, acked never return."""
+    root = tmp_path_factory.mktemp("store")
+    quota = 12_000
+    store = SampleStore(root, quota_bytes=quota)
+    batch_of: dict[str, str] = {}
+    acked: set[str] = set()
+    leased: list = []
+    try:
+        for n, (op, prio, size) in enumerate(ops):
+            if op == "put":
+                try:
+                    store.put(make_sample(n, size=size, priority=prio))
+                except StoreFull:
+                    pass
+            elif op == "lease":
+                leased = store.lease(3, max_bytes=5000)
+                for s in leased:
+                    assert batch_of.setdefault(s.uid, s.batch_id) == s.batch_id
+                    assert s.uid not in acked
+            elif op == "ack" and leased:
+                store.ack([s.uid for s in leased])
+                acked.update(s.uid for s in leased)
+                leased = []
+            elif op == "reopen":
+                before = store.stats().bytes_used  # kept incrementally
+                store.close()
+                store = SampleStore(root, quota_bytes=quota)
+                assert store.stats().bytes_used == before  # recomputed from the rows
+            stats = store.stats()
+            files = {p.name[:-4] for p in (root / "blobs").iterdir()}
+            assert stats.bytes_used <= quota
+            assert len(files) == stats.samples
+            assert not files & acked
+    finally:
+        store.close()
