@@ -122,7 +122,7 @@ class DetectorNode(LifecycleNode):
         self._pipeline = HazardPipeline(detector, mount_from(cfg))
         self._start_tf()
         self._worker = SlotWorker(self.slots, self._process, self._on_worker_error,
-                                  name=f"{self.get_name()}-worker")
+                                  name=f"{self.get_name()}-worker", nice=cfg.worker_nice)
         self._worker.start()
         for topic in cfg.image_topics:
             self._subscribe(topic)

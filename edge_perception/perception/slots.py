@@ -8,6 +8,7 @@ handled as one batch.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -63,11 +64,15 @@ class LatestSlots:
 
 class SlotWorker:
     """A thread calling `handle(batch)` with every batch `slots.take_all` yields until `stop`.
-    Exceptions from `handle` go to `on_error` (the thread keeps running)."""
+    Exceptions from `handle` go to `on_error` (the thread keeps running). `nice` > 0 lowers the
+    thread's scheduling priority (Linux: per thread) so that taking in frames, which must keep
+    up with the camera, wins the CPU over processing, which skips frames anyway."""
 
     def __init__(self, slots: LatestSlots, handle: Callable[[dict[Hashable, Any]], None],
-                 on_error: Callable[[BaseException], None], name: str = "slot-worker") -> None:
+                 on_error: Callable[[BaseException], None], name: str = "slot-worker",
+                 nice: int = 0) -> None:
         self._slots, self._handle, self._on_error = slots, handle, on_error
+        self._nice = nice
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -76,6 +81,13 @@ class SlotWorker:
         self._thread.start()
 
     def _run(self) -> None:
+        if self._nice > 0 and hasattr(os, "setpriority"):
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid,
+                               os.getpriority(os.PRIO_PROCESS, tid) + self._nice)
+            except OSError:
+                pass
         while not self._stop.is_set():
             batch = self._slots.take_all(timeout=0.2)
             if not batch or self._stop.is_set():

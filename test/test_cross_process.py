@@ -1,0 +1,42 @@
+"""On a car the camera driver is another process: a camera publisher in a subprocess sends
+1280x720 bgr8 frames at 30 Hz (reliable publisher, like camera_node) through the FastDDS
+profile of config/fastdds.xml to detector_node's best-effort subscription in this process.
+Most frames must arrive and hazards must come out. This is `bench pipeline` for 4 s."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from detector_helpers import make_model
+
+from edge_perception.bench.pipeline import get_args_parser, main, run_once
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_camera_process_to_detector_1280x720_30hz(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
+    model = make_model(tmp_path / "random.pt")
+    t0 = time.monotonic()
+    run = run_once(30.0, 4.0, str(model), threads=1, params={"score_threshold": 0.5})
+    print(f"cross-process: {run} ({time.monotonic() - t0:.1f} s)")
+    # FastDDS defaults deliver ~0-3 fps of these frames to a best-effort reader in another
+    # process; with the profile most cross. 1/3 is the floor on 2 cores shared with training
+    # and other test runs under `nice` (measured 10-21 fps there; the detector process got
+    # ~20-30 % of one core).
+    assert run["input_fps"] >= 30 / 3, run
+    assert run["processed_fps"] > 0 and run["latency_p50_ms"] is not None
+    assert 0 < run["time_to_first_hazard_s"] < 120
+    assert run["frames_published_total"] > 100
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds.xml")
+
+
+def test_bench_arguments() -> None:
+    args = get_args_parser().parse_args(["--json"])
+    assert args.seconds == 30.0 and args.rates == "30,120" and (args.width, args.height) == (
+        1280, 720)
+    assert callable(main)
