@@ -7,7 +7,10 @@ Subscribes: `image_raw` (sensor_msgs/Image, sensor-data QoS), `camera_info`, `ha
 samples, evictions, uploads, failures, online state.
 
 Callbacks only convert and hand over; selection, blur, JPEG and the SQLite store run on the
-Recorder's worker thread, uploads on the Uploader's thread (edge_perception.learn).
+Recorder's worker thread (the blur in a spawned, niced process), uploads on the Uploader's
+thread (edge_perception.learn). A plain Node, like camera_node: there is no model to load or
+free, and a store that starts keeping and uploading as soon as the node runs is what a
+vehicle wants; the store's lock makes a second instance on the same folder fail early.
 """
 
 from __future__ import annotations
