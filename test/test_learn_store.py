@@ -112,6 +112,14 @@ def test_second_owner_fails_early(tmp_path):
             SampleStore(tmp_path)
 
 
+def test_second_put_of_a_uid_is_refused_and_harmless(tmp_path):
+    with SampleStore(tmp_path) as store:
+        store.put(make_sample(0))
+        with pytest.raises(ValueError, match="already stored"):
+            store.put(make_sample(0))
+        assert store.lease(5)[0].jpeg == make_sample(0).jpeg  # the file is still there
+
+
 def test_rejects_bad_uid(tmp_path):
     with SampleStore(tmp_path) as store, pytest.raises(ValueError):
         store.put(Sample(b"x", (), "m", {}, 0.0, Reason.RANDOM, uid="../../etc/passwd"))

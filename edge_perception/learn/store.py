@@ -164,6 +164,8 @@ class SampleStore:
             if size > self.quota_bytes:
                 self._count_full()
                 raise StoreFull(f"sample of {size} B exceeds the quota of {self.quota_bytes} B")
+            if self._db.execute("SELECT 1 FROM samples WHERE uid=?", (sample.uid,)).fetchone():
+                raise ValueError(f"sample {sample.uid} is already stored")
             path = self._path(sample.uid)
             write_atomic(path, sample.jpeg)
             victims: list[tuple[str, int]] = []
