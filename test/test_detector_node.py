@@ -322,3 +322,31 @@ def test_deactivate_unsubscribes_and_frees_the_model(graph: Graph, road) -> None
         if graph.wait(lambda t=s + i: graph.hazard_for(t), 2.0):
             return
     pytest.fail("no hazards after re-activation")
+
+
+def test_in_process_launcher_drives_the_lifecycle(tmp_path: Path, model: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """`edge-perception run` with camera_node (bundled sample images) and detector_node
+    (registered here with one line, as launcher.NODES would): configure → activate → frames
+    → deactivate, exit 0."""
+    import yaml
+
+    from edge_perception import launcher
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setitem(launcher.NODES, "detector_node", DetectorNode)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "camera_node": {"ros__parameters": {
+            "source": str(repo / "data" / "sample" / "images"), "rate": 10.0,
+            "calibration_file": str(repo / "config" / "camera_info.yaml")}},
+        "detector_node": {"ros__parameters": {
+            "model_path": str(model), "inference_threads": 1, "score_threshold": 0.3}},
+    }))
+    args = launcher.get_args_parser().parse_args(
+        ["--config", str(params), "--duration", "6", "--quiet"])
+    assert launcher.main(args) == 0
+    out, err = capfd.readouterr()
+    assert "running camera_node, detector_node" in out
+    assert "active: random-test@0" in out + err and "failed" not in out + err

@@ -135,6 +135,7 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
     from edge_perception_msgs.msg import RoadHazardArray
 
     qos.use_fastdds_profile()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     pub = subprocess.Popen(
         [sys.executable, "-m", "edge_perception.bench.pipeline", "--publisher", "--rate",
          str(rate), "--seconds", str(seconds + 120.0), "--width", str(width), "--height",
@@ -194,7 +195,9 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
         "cpu_percent": round(100.0 * (cpu1 - cpu0) / dt, 1),
-        "publisher_cpu_s_total": round(children.ru_utime + children.ru_stime, 1),
+        "publisher_cpu_percent": round(100.0 * (children.ru_utime + children.ru_stime
+                                                - kids0.ru_utime - kids0.ru_stime)
+                                       / max(1e-9, time.monotonic() - t_start), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "time_to_first_hazard_s": round(first, 2), "activate_s": round(activated, 2),
         "hazards_per_frame": round(float(np.mean([g[2] for g in got[n0:n1]])), 2)
