@@ -10,7 +10,7 @@ import sys
 def test_bench_upload_json(tmp_path):
     res = subprocess.run([sys.executable, "-m", "edge_perception.cli", "bench", "upload",
                           "--json", "--samples", "10", "--enqueue-iters", "50",
-                          "--loop-iters", "6", "--blocks", "3", "--keep-rate", "5",
+                          "--loop-iters", "6", "--blocks", "4", "--keep-rate", "5",
                           "--workdir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, check=True)
     lines = res.stdout.strip().splitlines()
@@ -20,5 +20,6 @@ def test_bench_upload_json(tmp_path):
     assert r["enqueue"]["submit_us_p99"] > 0 and r["enqueue"]["put_ms_p50"] > 0
     assert r["throughput"]["samples"] == 10 and r["throughput"]["samples_per_s"] > 0
     i = r["interference"]
-    assert i["iters_per_mode"] == 6 and i["p99_ms_off"] > 0 and "p99_increase_pct_upload" in i
+    assert i["iters_per_mode"] == 6 and i["p99_ms_off"] > 0
+    assert {"p99_increase_pct_upload", "p99_increase_pct_upload-process"} <= set(i)
     assert i["acked_during_run"] > 0

@@ -6,10 +6,11 @@
 * interference: p99 latency of the detector loop alone ("off"), with the uploader draining a
   backlog over a bandwidth-capped link ("upload"), and with the writer also blurring and
   storing frames at `--keep-rate` per second ("upload+blur"; the blur runs in a separate
-  process as in the node). The modes alternate in blocks so background load hits all alike;
-  the upload and writer threads and the blur process run at nice +10. The shipped detector is
-  used when its model file loads; otherwise a CPU-bound stand-in loop (stated in the output
-  as `"detector": "stand-in"`).
+  process as in the node), and with the uploader in a separate process ("upload-process", as
+  when sample_uploader_node runs in its own process). The modes alternate in blocks so
+  background load hits all alike; upload/writer threads and helper processes run at nice
+  +10. The shipped detector is used when its model file loads; otherwise a CPU-bound
+  stand-in loop (stated in the output as `"detector": "stand-in"`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ __all__ = ["get_args_parser", "main"]
 
 TOKEN = "bench-upload-token-0123456789"
 
+_CHILD = f"""
+import os, sys, time
+from edge_perception.learn.store import SampleStore
+from edge_perception.learn.transport import HttpTransport, TokenBucket
+from edge_perception.learn.uploader import Uploader, UploaderConfig
+store = SampleStore(sys.argv[1], quota_bytes=1 << 30)
+t = HttpTransport(sys.argv[2], "{TOKEN}", bucket=TokenBucket(float(sys.argv[3]), 65536))
+Uploader(store, t, UploaderConfig("bench", batch_max_count=8, batch_max_age_s=0.0)).start()
+os.nice(10)
+time.sleep(3600)
+"""
+
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
@@ -43,8 +56,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="backlog for the throughput run")
     p.add_argument("--enqueue-iters", type=int, default=2000)
     p.add_argument("--loop-iters", type=int, default=150, help="detector iterations per mode")
-    p.add_argument("--blocks", type=int, default=9,
-                   help="alternating off / upload / upload+blur blocks (a multiple of 3)")
+    p.add_argument("--blocks", type=int, default=12,
+                   help="alternating off / upload / upload+blur / upload-process blocks "
+                   "(a multiple of 4)")
     p.add_argument("--link-mbps", type=float, default=8.0,
                    help="bandwidth cap during the interference run (Mbit/s)")
     p.add_argument("--keep-rate", type=float, default=0.5,
@@ -167,7 +181,11 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
         jpeg, _ = privacy.blur_encode(_frame(100 + i % 16))
         return _sample(10_000 + i, jpeg)
 
-    modes = ("off", "upload", "upload+blur")
+    proc_store = work / "intf_proc"
+    with SampleStore(proc_store, quota_bytes=1 << 30) as other:
+        _fill(other, 300)
+
+    modes = ("off", "upload", "upload+blur", "upload-process")
     lat: dict[str, list[float]] = {m: [] for m in modes}
     per_block = max(1, args.loop_iters // max(1, args.blocks // len(modes)))
     for b in range(args.blocks):
@@ -175,7 +193,12 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
         up = Uploader(store, transport, UploaderConfig("bench", batch_max_count=8,
                                                        batch_max_age_s=0.0))
         writer: SampleWriter[int] = SampleWriter(store, process, maxsize=4)
-        if mode != "off":
+        child = None
+        if mode == "upload-process":  # the uploader in its own process, as its own node
+            child = subprocess.Popen([sys.executable, "-c", _CHILD, str(proc_store), url,
+                                      str(rate)])
+            time.sleep(1.0)  # let it import and start sending
+        elif mode != "off":
             transport.stop.clear()
             up.start()
         if mode == "upload+blur":
@@ -190,6 +213,9 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
             lat[mode].append(time.perf_counter() - t)
         up.stop(timeout=60)
         writer.stop(timeout=60)  # a blur in progress finishes first
+        if child is not None:
+            child.kill()
+            child.wait()
     stats = store.stats()
     store.close()
     privacy.close()
