@@ -350,3 +350,61 @@ def test_in_process_launcher_drives_the_lifecycle(tmp_path: Path, model: Path,
     out, err = capfd.readouterr()
     assert "running camera_node, detector_node" in out
     assert "active: random-test@0" in out + err and "failed" not in out + err
+
+
+# -- conversions (plain messages, no graph) ------------------------------------------------------
+def test_image_conversion_is_a_checked_view() -> None:
+    from edge_perception.nodes.convert import image_msg_to_array
+    from edge_perception.preprocess import ImageFormatError
+
+    rows = np.arange(4 * 10, dtype=np.uint8).reshape(4, 10)  # 3 px of rgb8 + 1 padding byte
+    msg = Image(height=4, width=3, encoding="rgb8", step=10, data=rows.tobytes())
+    arr, enc = image_msg_to_array(msg)
+    assert enc == "rgb8" and arr.shape == (4, 3, 3) and not arr.flags.writeable
+    np.testing.assert_array_equal(arr.reshape(4, 9), rows[:, :9])
+    for bad in (dict(step=8), dict(height=5), dict(encoding="bgr16"), dict(width=0)):
+        fields = dict(height=4, width=3, encoding="rgb8", step=10, data=rows.tobytes(), **{})
+        fields.update(bad)
+        with pytest.raises(ImageFormatError):
+            image_msg_to_array(Image(**fields))
+
+
+def test_camera_info_hazards_and_markers_conversions(road) -> None:
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from edge_perception.detect.detector import Detection
+    from edge_perception.nodes.convert import (
+        camera_info_to_intrinsics,
+        compressed_to_array,
+        hazards_to_msg,
+        markers_to_msg,
+    )
+    from edge_perception.perception import Frame, FrameResult
+    from edge_perception.preprocess import ImageFormatError
+    from edge_perception.publish import hazard_markers
+
+    intr = sim_intrinsics()
+    got = camera_info_to_intrinsics(camera_info(intr, "cam"))
+    np.testing.assert_allclose(got.K, intr.K)
+    assert camera_info_to_intrinsics(CameraInfo(width=640, height=360)) is None
+    with pytest.raises(ValueError):
+        camera_info_to_intrinsics(CameraInfo(width=0, height=360, k=[500.0, 0, 320, 0, 500,
+                                                                     180, 0, 0, 1]))
+    with pytest.raises(ImageFormatError):
+        compressed_to_array(CompressedImage(format="jpeg", data=b"\xff\xd8\xff garbage"))
+    dets = [Detection(100, 200, 200, 260, 0.9, 0, "pothole"),
+            Detection(10, 10, 40, 30, 0.5, 1, "speed_bump")]
+    boxes = np.array([d.box for d in dets])
+    ground = GroundProjector(intr, MOUNT).project(boxes)
+    result = FrameResult(Frame("cam0", road, "bgr8", 1_500_000_123, "cam_opt", intr), dets,
+                         boxes, ground)
+    msg = deserialize_message(serialize_message(
+        hazards_to_msg(result, "base_link", "m@1:abc", 0.02)), RoadHazardArray)
+    assert stamp_to_ns(msg.header.stamp) == 1_500_000_123
+    assert msg.header.frame_id == "base_link" and msg.camera_frame_id == "cam_opt"
+    assert [h.position_valid for h in msg.hazards] == [True, False]
+    assert msg.hazards[0].position.x == pytest.approx(ground.xyz[0, 0])
+    assert msg.hazards[1].class_name == "speed_bump" and msg.hazards[1].range_m == 0.0
+    arr = markers_to_msg(hazard_markers(dets, ground), 5, "base_link", "ns", 0.5)
+    assert [m.type for m in arr.markers[1:]] == [Marker.CYLINDER, Marker.TEXT_VIEW_FACING]
+    assert arr.markers[1].lifetime.nanosec == 500_000_000
