@@ -13,7 +13,8 @@ def test_kill_minus_nine_loop(tmp_path):
     assert r["lost"] == [], r
     assert r["duplicated"] == [], r
     assert r["unexpected"] == [], r
-    # the loop really did work: most samples were acknowledged, some uploads were interrupted
-    assert r["acked"] >= r["attempted"] // 2
+    # the loop really did work: samples were acknowledged (about one per trial even on a
+    # loaded machine), uploads were interrupted and lost responses re-sent
+    assert r["acked"] >= r["trials"]
     assert r["at_server"] >= r["acked"]
     assert r["faults"]["drop_after"] >= 1 and r["server"]["duplicate"] >= 1
