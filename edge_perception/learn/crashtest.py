@@ -79,8 +79,8 @@ def run_kill_loop(trials: int, workdir: Path, seed: int = 0, per_trial: int = 6,
     store, cloud = workdir / "car", workdir / "cloud"
     acked: set[str] = set()
     attempted: set[str] = set()
-    plan = [rng.choice(["pass"] * 6 + ["drop_after", "503", "drop_before"])
-            for _ in range(trials * per_trial)] if lossy else []
+    plan = ["drop_after" if i % 5 == 1 else rng.choice(["pass"] * 5 + ["503", "drop_before"])
+            for i in range(trials * per_trial)] if lossy else []  # a lost response early on
     kill_delays = []
     with IngestServer(IngestConfig(root=cloud, tokens={TOKEN: VEHICLE})) as server, \
             FaultProxy(server.url, plan) as proxy:
