@@ -40,6 +40,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model file (default: the shipped INT8 model, "
                    "else a random-weight FP32 model, reported as such)")
     p.add_argument("--threads", type=int, default=1, help="inference_threads of the node")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra detector_node parameter (YAML value), e.g. worker_nice=0")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -210,13 +212,17 @@ def main(args: argparse.Namespace) -> int:
         return _publisher(args)
     rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
     model, note = pick_model(args.model)
+    import yaml
+
+    params = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
     report: dict[str, Any] = {"model": model, "model_note": note, "width": args.width,
                               "height": args.height, "threads": args.threads,
-                              "cpus": os.cpu_count(), "runs": []}
+                              "params": params, "cpus": os.cpu_count(), "runs": []}
     for rate in rates:
         if not args.json:
             print(f"publisher at {rate:g} Hz for {args.seconds:g} s ...", flush=True)
-        run = run_once(rate, args.seconds, model, args.width, args.height, args.threads)
+        run = run_once(rate, args.seconds, model, args.width, args.height, args.threads,
+                       params)
         report["runs"].append(run)
         if not args.json:
             print("  " + ", ".join(f"{k} {v}" for k, v in run.items()), flush=True)

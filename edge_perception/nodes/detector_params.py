@@ -33,8 +33,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_threads", 0, "CPU threads for the model (process-wide torch "
               "setting); 0 = torch's default. On a small shared CPU 1 is often fastest",
               (0, 256), read_only=True),
-    ParamSpec("worker_nice", 5, "niceness added to the processing thread so frame intake "
-              "keeps up with the camera on a busy CPU (0 = same priority)", (0, 19),
+    ParamSpec("worker_nice", 0, "niceness added to the processing thread so frame intake "
+              "wins the CPU over processing (0 = same priority; >0 lets the DDS reader keep up "
+              "but pays for deserializing frames that are then skipped)", (0, 19),
               read_only=True),
     ParamSpec("max_detections", 100, "most hazards per frame", (1, 1000), read_only=True),
     ParamSpec("base_frame", "base_link", "vehicle frame of hazard positions (header.frame_id)",
