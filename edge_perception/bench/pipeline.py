@@ -177,6 +177,7 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
         n0, (rx0, sk0), cpu0, t0 = len(got), node.slots.totals(), _cpu_s(), time.monotonic()
         time.sleep(seconds)
         n1, (rx1, sk1), cpu1, t1 = len(got), node.slots.totals(), _cpu_s(), time.monotonic()
+        snap = node.stats.snapshot()
     finally:
         pub.terminate()
         out = pub.communicate(timeout=30)[0]
@@ -202,6 +203,8 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
                                        / max(1e-9, time.monotonic() - t_start), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "time_to_first_hazard_s": round(first, 2), "activate_s": round(activated, 2),
+        **{f"stage_{k}": round(float(v), 2) for k, v in snap.items()
+           if k.endswith("_p50_ms") and not k.startswith("latency")},
         "hazards_per_frame": round(float(np.mean([g[2] for g in got[n0:n1]])), 2)
         if n1 > n0 else 0.0,
     }
