@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from dataclasses import replace
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from detector_helpers import make_model
 
+from edge_perception import cli
 from edge_perception.detect.detector import DetectorConfig, load_detector
 from edge_perception.detect.metrics import coco_metrics
 from edge_perception.geometry import CameraIntrinsics, CameraMount
@@ -29,7 +27,6 @@ from edge_perception.replay.eval_cli import evaluate_frames, frame_labels
 from edge_perception.replay.images import iter_images, write_image_bag
 from edge_perception.sim import Scenario
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = {0: "pothole", 1: "speed_bump"}
 THRESHOLD = 0.2
 
@@ -71,10 +68,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model(tmp_path_factory.mktemp("model") / "random.pt")
 
 
-def _cli(*args: str, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "edge_perception.cli", "bag", "eval", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`edge-perception bag eval ARGS` in this process (the real CLI dispatch; a subprocess
+    would spend most of the test importing torch on a busy box)."""
+    capsys.readouterr()
+    rc = cli.main(["bag", "eval", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
 def test_labels_are_read_per_frame_size_and_in_order(bag) -> None:
@@ -103,13 +103,13 @@ def test_labels_are_read_per_frame_size_and_in_order(bag) -> None:
     assert shifted.recall < 0.5
 
 
-def test_cli_json_equals_direct_metrics(bag, model: Path) -> None:
+def test_cli_json_equals_direct_metrics(bag, model: Path, capsys) -> None:
     path, labels, _ = bag
-    res = _cli(str(path), "--labels", str(labels), "--json", "--model", str(model),
-               "--score-threshold", str(THRESHOLD), "--device", "cpu")
-    assert res.returncode == 0, res.stderr[-2000:]
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1, res.stdout
+    rc, stdout, stderr = _cli(capsys, str(path), "--labels", str(labels), "--json", "--model",
+                              str(model), "--score-threshold", str(THRESHOLD), "--device", "cpu")
+    assert rc == 0, stderr[-2000:]
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
     out = json.loads(lines[0])
     assert {"precision", "recall", "map50"} <= out.keys()
     assert out["frames"] == 6 and out["topic"] == "/camera/image_raw"
@@ -132,18 +132,20 @@ def test_cli_json_equals_direct_metrics(bag, model: Path) -> None:
     assert sum(len(d[d[:, 4] >= THRESHOLD]) for d in dets) > 0, "random model found nothing"
 
     # --graph: the same frames through a real detector_node, every frame answered
-    res = _cli(str(path), "--labels", str(labels), "--json", "--model", str(model),
-               "--score-threshold", str(THRESHOLD), "--device", "cpu", "--graph")
-    assert res.returncode == 0, res.stderr[-2000:]
-    graph = json.loads(res.stdout.strip().splitlines()[-1])
+    rc, stdout, stderr = _cli(capsys, str(path), "--labels", str(labels), "--json", "--model",
+                              str(model), "--score-threshold", str(THRESHOLD), "--device",
+                              "cpu", "--graph")
+    assert rc == 0, stderr[-2000:]
+    graph = json.loads(stdout.strip().splitlines()[-1])
     assert graph["path"] == "graph" and graph["frames"] == 6
     assert graph["precision"] == pytest.approx(m.precision, abs=1e-6)
     assert graph["recall"] == pytest.approx(m.recall, abs=1e-6)
 
 
-def test_cli_refuses_missing_labels_and_unknown_model(bag, tmp_path: Path) -> None:
+def test_cli_refuses_missing_labels_and_unknown_model(bag, tmp_path: Path, capsys) -> None:
     path, labels, _ = bag
-    res = _cli(str(path), "--labels", str(tmp_path / "none"), "--json")
-    assert res.returncode == 2 and "no label files" in res.stderr
-    res = _cli(str(path), "--labels", str(labels), "--model", str(tmp_path / "x.pt"))
-    assert res.returncode == 2 and "model file not found" in res.stderr
+    rc, _, err = _cli(capsys, str(path), "--labels", str(tmp_path / "none"), "--json")
+    assert rc == 2 and "no label files" in err
+    rc, _, err = _cli(capsys, str(path), "--labels", str(labels), "--model",
+                      str(tmp_path / "x.pt"))
+    assert rc == 2 and "model file not found" in err
