@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-RUN_ARGS ?= --config config/params.yaml --duration 30
+RUN_ARGS ?= --config config/params.yaml --nodes camera_node detector_node --duration 30
 TEST_ARGS ?=
 
 MSG_SRC := $(wildcard edge_perception_msgs/msg/*.msg) edge_perception_msgs/CMakeLists.txt \

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,8 @@ __all__ = ["NODES", "get_args_parser", "load_params_file", "main"]
 # Add a node with one line here.
 NODES: dict[str, str | type] = {
     "camera_node": "edge_perception.nodes.camera_node:CameraNode",
+    "detector_node": "edge_perception.nodes.detector_node:DetectorNode",
+    "sample_uploader_node": "edge_perception.nodes.uploader_node:UploaderNode",
 }
 
 
@@ -40,7 +41,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help=f"start only these (known: {', '.join(NODES)})")
     parser.add_argument("--topic", default="/image_raw",
                         help="image topic whose frames are counted (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no per-second frame count")
+    parser.add_argument("--hazards-topic", default="/detector_node/hazards",
+                        help="hazards to print live (when a detector_node runs)")
+    parser.add_argument("--strip", default="runs/run/hazards.png",
+                        help="PNG strip of annotated frames written at the end ('' = none)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no per-second frame count and no per-hazard lines")
     return parser
 
 
@@ -93,22 +99,6 @@ def _parameter(cls: Any, name: str, value: Any) -> Any:
         raise ValueError(f"parameter {name}: unsupported value {value!r}") from None
 
 
-class _FrameCounter:
-    """Counts serialized messages on a topic (raw: no deserialization of 2.7 MB frames)."""
-
-    def __init__(self, node: Any, topic: str) -> None:
-        from sensor_msgs.msg import Image
-
-        from edge_perception.nodes.qos import sensor_input
-
-        self.count, self._lock = 0, threading.Lock()
-        node.create_subscription(Image, topic, self._on_msg, sensor_input(), raw=True)
-
-    def _on_msg(self, _msg: bytes) -> None:
-        with self._lock:
-            self.count += 1
-
-
 def main(args: argparse.Namespace) -> int:
     try:
         sections = load_params_file(args.config)
@@ -127,11 +117,11 @@ def main(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-    from rclpy.node import Node
     from rclpy.parameter import Parameter
 
     from edge_perception.nodes.entry import shutdown_quietly
     from edge_perception.nodes.qos import use_fastdds_profile
+    from edge_perception.nodes.run_monitor import RunMonitor
 
     profile = use_fastdds_profile()
     print(f"FastDDS profile: {profile or 'FastDDS defaults'}")
@@ -140,10 +130,13 @@ def main(args: argparse.Namespace) -> int:
     lifecycle: list[Any] = []
     executor = MultiThreadedExecutor(num_threads=4)
     t0, frames = time.monotonic(), 0
+    monitor, strip, detecting = None, None, False
     try:
-        monitor = Node("edge_perception_launcher")
+        detecting = "detector_node" in names
+        monitor = RunMonitor(args.topic, args.hazards_topic if detecting else None,
+                             "/detector_node/debug_image" if detecting and args.strip else None,
+                             quiet=args.quiet)
         nodes.append(monitor)
-        counter = _FrameCounter(monitor, args.topic)
         for name in names:
             try:
                 overrides = [_parameter(Parameter, k, v) for k, v in sections[name].items()]
@@ -171,10 +164,12 @@ def main(args: argparse.Namespace) -> int:
             executor.spin_once(timeout_sec=0.1)
             now = time.monotonic()
             if now - last_t >= 1.0:
-                frames = counter.count
+                frames = monitor.frames
                 if not args.quiet:
-                    print(f"frames {frames} ({(frames - last_n) / (now - last_t):.1f} fps)",
-                          flush=True)
+                    extra = (f", {monitor.hazards} hazards in {monitor.hazard_msgs} processed"
+                             if detecting else "")
+                    print(f"frames {frames} ({(frames - last_n) / (now - last_t):.1f} fps)"
+                          f"{extra}", flush=True)
                 last_t, last_n = now, frames
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -194,8 +189,11 @@ def main(args: argparse.Namespace) -> int:
             executor.shutdown(timeout_sec=2.0)
         except KeyboardInterrupt:
             pass
+        strip = monitor.write_strip(Path(args.strip)) if monitor and args.strip else None
         shutdown_quietly(nodes)
-    frames = counter.count if "counter" in locals() else frames
+    frames = monitor.frames if monitor else frames
+    if strip is not None:
+        print(f"annotated frames: {strip}")
     elapsed = time.monotonic() - t0
     print(f"stopped: {frames} frames in {elapsed:.1f} s"
           f" ({frames / elapsed if elapsed > 0 else 0.0:.1f} fps)", flush=True)

@@ -3,8 +3,8 @@
     ros2 launch edge_perception vehicle.launch.py [params_file:=/path/params.yaml]
 
 The same params file drives `edge-perception run` (one process, no ros2 launch needed).
-camera_node is a plain node; detector_node and sample_uploader_node are lifecycle nodes, so
-this file drives them to configured, then active. FASTDDS_DEFAULT_PROFILES_FILE points at the
+camera_node and sample_uploader_node are plain nodes; detector_node is a lifecycle node, so
+this file drives it to configured, then active. FASTDDS_DEFAULT_PROFILES_FILE points at the
 installed config/fastdds.xml (shared memory, 32 MB segments) unless already set.
 """
 
@@ -48,9 +48,8 @@ def generate_launch_description():
                   parameters=[params], output="screen")
     detector = LifecycleNode(package=PACKAGE, executable="detector_node", name="detector_node",
                              namespace="", parameters=[params], output="screen")
-    uploader = LifecycleNode(package=PACKAGE, executable="sample_uploader_node",
-                             name="sample_uploader_node", namespace="", parameters=[params],
-                             output="screen")
+    uploader = Node(package=PACKAGE, executable="sample_uploader_node",
+                    name="sample_uploader_node", parameters=[params], output="screen")
 
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=default_params,
@@ -62,5 +61,4 @@ def generate_launch_description():
         detector,
         uploader,
         *_configure_then_activate(detector),
-        *_configure_then_activate(uploader),
     ])

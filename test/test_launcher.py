@@ -57,7 +57,8 @@ def test_args_parser() -> None:
 
 
 def test_run_counts_frames_and_exits_zero() -> None:
-    r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--duration", "3"],
+    r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--duration", "3",
+                        "--nodes", "camera_node"],
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()

@@ -52,11 +52,18 @@ def distances_to_log(boxes: torch.Tensor, points: torch.Tensor, strides: torch.T
 @torch.inference_mode()
 def postprocess(outputs: Sequence[torch.Tensor], strides: tuple[int, ...],
                 score_thresh: float, iou_thresh: float, max_det: int = 100,
-                pre_nms_topk: int = 1000) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Boxes (x1y1x2y2, input pixels), scores and labels per image, after class-wise NMS."""
+                pre_nms_topk: int = 1000, classes: Sequence[int] | None = None
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Boxes (x1y1x2y2, input pixels), scores and labels per image, after class-wise NMS.
+    `classes` keeps only those class ids (before NMS and the top-k, so they cannot be crowded
+    out by disabled ones)."""
     cls, box, sizes = flatten_outputs(outputs)
     points, strs = grid_points(sizes, strides, cls.device)
     scores_all = torch.sigmoid(cls.float())
+    if classes is not None:
+        keep_cls = torch.zeros(scores_all.shape[-1], dtype=torch.bool, device=cls.device)
+        keep_cls[list(classes)] = True
+        scores_all = scores_all * keep_cls
     boxes_all = decode_boxes(box.float(), points, strs)
     results = []
     for scores, boxes in zip(scores_all, boxes_all):

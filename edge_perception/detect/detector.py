@@ -134,7 +134,7 @@ class Detector:
             raw = self._run(x.to(self.device, torch.float32))
             cfg = self.config
             results = postprocess(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
-                                  cfg.max_detections)
+                                  cfg.max_detections, classes=cfg.enabled_classes)
         return [self._to_detections(r, lb) for r, lb in zip(results, boxes_lb)]
 
     def _to_detections(self, result: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -142,12 +142,10 @@ class Detector:
         boxes = lb.to_original(result[0].cpu().numpy())
         scores = result[1].cpu().numpy()
         labels = result[2].cpu().numpy()
-        enabled = self.config.enabled_classes
         names = self.spec.class_names
         return [Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), int(c),
                           names[int(c)])
-                for b, s, c in zip(boxes, scores, labels)
-                if enabled is None or int(c) in enabled]
+                for b, s, c in zip(boxes, scores, labels)]
 
 
 def _set_quantized_engine() -> None:
