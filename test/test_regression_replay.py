@@ -9,10 +9,10 @@ k-th in name order), at 10 Hz; labels written as 000000.txt ... in frame order.
 Floors: precision >= 0.6 x and recall >= 0.6 x the INT8 model's val precision / recall in
 models/metrics.json, at its score_threshold. Why 0.6: the subset has 60 labelled boxes, so
 its recall has a sampling spread of about +-0.06 around the val value (binomial, p ~
-0.6-0.8); a 40 % relative margin is 4-5 of those, so a healthy model and pipeline pass run after run,
-while the regressions this guards against (wrong colour order or letterbox, boxes not mapped
-back to the original pixels, a wrong or untrained model file, frames dropped or mismatched
-to their stamps) take precision and recall to near zero. Skipped (with the reason) when the
+0.6-0.8); a 40 % relative margin is 4-5 of those, so a healthy model and pipeline pass run
+after run, while the regressions this guards against (wrong colour order or letterbox, boxes
+not mapped back to the original pixels, a wrong or untrained model file, frames dropped or
+mismatched to their stamps) take precision and recall to near zero. Skipped (with the reason) when the
 dataset or the shipped model files are absent; EDGE_PERCEPTION_TEST_MODELS=DIR points the
 test at another folder holding hazard_int8.ts and metrics.json."""
 
@@ -131,8 +131,9 @@ def test_replay_through_detector_node_meets_floors_and_is_deterministic(
     floors = {"precision": FLOOR_FACTOR * val["precision"],
               "recall": FLOOR_FACTOR * val["recall"]}
     found = sum(len(m.hazards) for m in first)
-    summary = {"frames": n, "ground_truth": got.ground_truth, "hazards": found, "precision": got.precision,
-               "recall": got.recall, "map50_thresholded": got.map50, "floors": floors,
+    summary = {"frames": n, "ground_truth": got.ground_truth, "hazards": found,
+               "precision": got.precision, "recall": got.recall,
+               "map50_thresholded": got.map50, "floors": floors,
                "val_int8": {k: val[k] for k in ("precision", "recall", "score_threshold")}}
     record_property("replay_regression", json.dumps(summary))
     with capsys.disabled():

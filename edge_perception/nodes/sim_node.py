@@ -140,8 +140,8 @@ class SimNode(Node):
                             roll=cfg.camera_roll, pitch=cfg.camera_pitch, yaw=cfg.camera_yaw)
         self.drive = SimDrive(SimConfig(
             camera_info_file=Path(resolve_path(cfg.camera_info_file)), mount=mount,
-            scale=cfg.scale, speed_mps=cfg.speed_mps, fps=cfg.fps, start_x=cfg.start_x, seed=cfg.seed,
-            noise=cfg.noise))
+            scale=cfg.scale, speed_mps=cfg.speed_mps, fps=cfg.fps, start_x=cfg.start_x,
+            seed=cfg.seed, noise=cfg.noise))
         base = cfg.image_topic.rsplit("/", 1)[0] if "/" in cfg.image_topic else ""
         self._image_pub = self.create_publisher(Image, cfg.image_topic, qos.camera_output())
         self._info_pub = self.create_publisher(CameraInfo, f"{base}/camera_info" if base
