@@ -73,7 +73,8 @@ def test_run_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     import signal
     import time
 
-    proc = subprocess.Popen([str(CLI), "run", "--config", "config/params.yaml"], cwd=REPO,
+    proc = subprocess.Popen([str(CLI), "run", "--config", "config/params.yaml", "--nodes",
+                             "camera_node"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
