@@ -12,9 +12,9 @@ its recall has a sampling spread of about +-0.06 around the val value (binomial,
 0.6-0.8); a 40 % relative margin is 4-5 of those, so a healthy model and pipeline pass run
 after run, while the regressions this guards against (wrong colour order or letterbox, boxes
 not mapped back to the original pixels, a wrong or untrained model file, frames dropped or
-mismatched to their stamps) take precision and recall to near zero. Skipped (with the reason) when the
-dataset or the shipped model files are absent; EDGE_PERCEPTION_TEST_MODELS=DIR points the
-test at another folder holding hazard_int8.ts and metrics.json."""
+mismatched to their stamps) take precision and recall to near zero. Skipped (with the
+reason) when the dataset or the shipped model files are absent; EDGE_PERCEPTION_TEST_MODELS=DIR
+points the test at another folder holding hazard_int8.ts and metrics.json."""
 
 from __future__ import annotations
 
