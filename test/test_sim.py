@@ -139,7 +139,7 @@ class Graph:
 
 def _sim_params(**overrides: Any) -> dict[str, Any]:
     p = dict(sim_yaml()["sim_node"])
-    p.update(fps=FPS, speed_mps=SPEED, **overrides)
+    p.update({"fps": FPS, "speed_mps": SPEED, "autostart": False, **overrides})
     return p
 
 
@@ -283,3 +283,18 @@ def test_sim_command_publishes_frames_info_and_truth(ros_context, capsys) -> Non
     assert all(peer.images[s] == (320, 180) for s in stamps)
     assert {round(d / 1e8) for d in np.diff(stamps)} == {1}  # 10 Hz stamps
     assert any(peer.truth[s].hazards for s in stamps)
+
+
+def test_autostart_drives_on_its_own_thread(ros_context) -> None:
+    """With autostart (config/sim.yaml, for hosts that only spin nodes) the node waits for a
+    subscriber, then plays the drive by itself."""
+    g = Graph(ros_context, _sim_params(scale=0.25, rate=0.0, fps=2.0, autostart=True), None)
+    try:
+        end = time.monotonic() + 60.0
+        while g.sim.last_stats is None and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        g.close()
+    assert g.sim.last_stats is not None and g.sim.last_stats.frames == len(g.sim.drive)
+    assert len(g.peer.images) >= 0.9 * len(g.sim.drive)

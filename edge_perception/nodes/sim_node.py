@@ -5,7 +5,8 @@ Publishes, per frame of `sim.SimDrive` (renderer, hazards at known positions): `
 truth of every hazard in view as a RoadHazardArray on `/sim/ground_truth` (box = renderer's
 truth box, position = near-edge centre in the vehicle frame, `range_m`, score 1,
 `position_valid` = whole near edge in the image), then the Image, all with the same stamp.
-`run()` plays the drive in the caller's thread while an executor spins the node elsewhere;
+`run()` plays the drive in the caller's thread while an executor spins the node elsewhere
+(or, with `autostart`, on a thread of its own from construction);
 with `ack_topic` set (e.g. /detector_node/hazards) each frame waits for the consumer's answer
 with its stamp (or `ack_timeout_s`), so every frame is processed, like the bag player's
 deterministic mode.
@@ -68,6 +69,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "before the next frame (empty: free-running)", read_only=True),
     ParamSpec("ack_timeout_s", 5.0, "seconds to wait for each answer", (0.01, 600.0),
               read_only=True),
+    ParamSpec("autostart", False, "play the drive on the node's own thread from construction "
+              "(for hosts that only spin nodes, e.g. `edge-perception run`); else call run()",
+              read_only=True),
     ParamSpec("camera_x", 1.9, "camera optical centre ahead of base_frame origin (m)",
               (-20.0, 20.0), read_only=True),
     ParamSpec("camera_y", 0.0, "camera optical centre left of base_frame origin (m)",
@@ -99,6 +103,7 @@ class SimNodeConfig:
     seed: int
     ack_topic: str
     ack_timeout_s: float
+    autostart: bool
     camera_x: float
     camera_y: float
     camera_height: float
@@ -156,6 +161,24 @@ class SimNode(Node):
                 m.header.stamp)), ACK_QOS) if cfg.ack_topic else None)
         self.stop_event = threading.Event()
         self.context.on_shutdown(self.stop_event.set)
+        self.last_stats: SimStats | None = None
+        self._thread: threading.Thread | None = None
+        if cfg.autostart:
+            self._thread = threading.Thread(target=self._autorun, daemon=True,
+                                            name=f"{node_name}-drive")
+            self._thread.start()
+
+    def _autorun(self) -> None:
+        if not self.wait_for_consumers(30.0):
+            self.get_logger().warning("no subscriber on the image topic after 30 s; playing")
+        self.last_stats = self.run()
+        self.get_logger().info(f"drive done: {self.last_stats.frames} frames")
+
+    def destroy_node(self) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        super().destroy_node()
 
     def wait_for_consumers(self, timeout_s: float) -> bool:
         """Until the image topic has a subscriber (and the ack topic a publisher)."""
