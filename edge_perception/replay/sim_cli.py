@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 
@@ -64,16 +65,21 @@ def main(args: argparse.Namespace) -> int:
 
     use_fastdds_profile()
     rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
+    executor = SingleThreadedExecutor()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
-        node = SimNode(parameter_overrides=[Parameter(k, value=v)
-                                            for k, v in node_parameters(args).items()])
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: (stop.set(), node.stop_event.set()))
-        executor = SingleThreadedExecutor()
+        try:
+            node = SimNode(parameter_overrides=[Parameter(k, value=v)
+                                                for k, v in node_parameters(args).items()])
+        except (ValueError, OSError) as e:
+            print(f"edge-perception sim: error: {e}", file=sys.stderr)
+            return 2
+        stop = node.stop_event
+        for sig in previous:
+            signal.signal(sig, lambda *_: stop.set())
         executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         t0 = time.monotonic()
         if args.wait_for_subscribers > 0 and not node.wait_for_consumers(
@@ -82,14 +88,17 @@ def main(args: argparse.Namespace) -> int:
                               round(time.monotonic() - t0, 1)}), flush=True)
             return 1
         stats = node.run(max_frames=args.frames)
-        executor.shutdown(timeout_sec=1.0)
         print(json.dumps(vars(stats)), flush=True)
         return 1 if args.ack_topic and stats.unacknowledged else 0
     finally:
+        executor.shutdown(timeout_sec=1.0)
+        if spinner.is_alive():
+            spinner.join(timeout=2.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 if __name__ == "__main__":
     raise SystemExit(main(get_args_parser().parse_args()))
