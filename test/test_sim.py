@@ -228,7 +228,8 @@ def _shipped_model() -> tuple[Path, float]:
     metrics = model.parent / "metrics.json"
     thr = 0.35
     if metrics.is_file():
-        thr = float(json.loads(metrics.read_text())["int8"]["score_threshold"])
+        int8 = json.loads(metrics.read_text())["int8"]
+        thr = float(int8.get("score_threshold", int8.get("val", {}).get("score_threshold")))
     return model, thr
 
 
