@@ -15,6 +15,7 @@ setup(
         (f"share/{package_name}/launch", glob("launch/*.py")),
         (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{package_name}/models", glob("models/*")),
+        (f"share/{package_name}/worlds", glob("worlds/*.sdf") + glob("worlds/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
