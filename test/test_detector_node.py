@@ -46,8 +46,9 @@ def camera_info(intr: Any, frame_id: str) -> CameraInfo:
 class Graph:
     """The node under test and a peer node (publishers, subscriptions), spun on a thread."""
 
-    def __init__(self, ctx: Any, model: Path, **overrides: Any) -> None:
-        from rclpy.executors import MultiThreadedExecutor
+    def __init__(self, ctx: Any, model: Path, single_threaded: bool = False,
+                 **overrides: Any) -> None:
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         from rclpy.node import Node
 
         params = {"model_path": str(model), "image_topics": [CAM0, CAM1],
@@ -68,7 +69,8 @@ class Graph:
         self.jpeg = p.create_publisher(CompressedImage, CAM1, reliable)
         self.info = {CAM0: p.create_publisher(CameraInfo, camera_info_topic(CAM0), reliable),
                      CAM1: p.create_publisher(CameraInfo, camera_info_topic(CAM1), reliable)}
-        self.executor = MultiThreadedExecutor(num_threads=3, context=ctx)
+        self.executor = (SingleThreadedExecutor(context=ctx) if single_threaded
+                         else MultiThreadedExecutor(num_threads=3, context=ctx))
         self.executor.add_node(self.node)
         self.executor.add_node(p)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -208,8 +208,19 @@ class DetectorNode(LifecycleNode):
 
     # -- executor callbacks: only store -----------------------------------------------------
     def _on_image(self, camera: str, msg: Any) -> None:
+        """Raw frames are checked here (header arithmetic and a numpy view, no copy), so a
+        malformed message never displaces the latest good frame; JPEG/PNG decoding is too
+        costly for the executor and happens on the worker."""
         self.stats.frame_in()
-        self.slots.put(camera, msg)
+        if isinstance(msg, CompressedImage):
+            self.slots.put(camera, msg)
+            return
+        try:
+            image, encoding = image_msg_to_array(msg)
+        except ValueError as e:
+            self._reject(camera, str(e))
+            return
+        self.slots.put(camera, (msg, image, encoding))
 
     def _on_info(self, camera: str, msg: CameraInfo) -> None:
         key = (tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.width, msg.height)
@@ -251,12 +262,14 @@ class DetectorNode(LifecycleNode):
         frames = []
         for camera, msg in batch.items():
             t0 = time.perf_counter()
-            try:
-                image, encoding = (compressed_to_array(msg) if isinstance(msg, CompressedImage)
-                                   else image_msg_to_array(msg))
-            except ValueError as e:
-                self._reject(camera, str(e))
-                continue
+            if isinstance(msg, tuple):  # a raw frame, converted by _on_image
+                msg, image, encoding = msg
+            else:
+                try:
+                    image, encoding = compressed_to_array(msg)
+                except ValueError as e:
+                    self._reject(camera, str(e))
+                    continue
             frames.append(Frame(camera, image, encoding, stamp_to_ns(msg.header.stamp),
                                 msg.header.frame_id, self._intrinsics.get(camera)))
             self.stats.stage("convert", time.perf_counter() - t0)
