@@ -109,6 +109,13 @@ def test_coco_metrics_perfect_partial_and_empty():
     assert m.map50_95 < 0.5 and m.recall == 0.5
     m = coco_metrics(gts, [np.zeros((0, 6), np.float32)], NAMES, 0.5)
     assert m.map50 == 0.0 and m.ground_truth == 2
+    # A class with no ground truth has no AP (None), not 0, and is left out of the mean.
+    potholes_only = [gts[0][:1]]
+    m = coco_metrics(potholes_only, perfect, NAMES, 0.5)
+    assert m.ap50_per_class == {"pothole": pytest.approx(1.0), "speed_bump": None}
+    assert m.map50 == pytest.approx(1.0)
+    m = coco_metrics(potholes_only, [np.zeros((0, 6), np.float32)], NAMES, 0.5)
+    assert m.ap50_per_class == {"pothole": 0.0, "speed_bump": None}
 
 
 def _random_model(tmp_path: Path) -> Path:

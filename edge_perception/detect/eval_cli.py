@@ -67,7 +67,9 @@ def plot_pr_curve(m: Metrics, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     recall = np.linspace(0, 1, 101)
     for name, prec in m.pr_curve.items():
-        ax.plot(recall, np.clip(prec, 0, None), label=f"{name} AP50={m.ap50_per_class[name]:.3f}")
+        ap = m.ap50_per_class[name]
+        if ap is not None:  # a class with no ground truth here has no curve
+            ax.plot(recall, np.clip(prec, 0, None), label=f"{name} AP50={ap:.3f}")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title=f"{title}\nmAP@0.5={m.map50:.3f}  mAP@0.5:0.95={m.map50_95:.3f}")
     ax.grid(alpha=0.3)

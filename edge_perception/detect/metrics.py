@@ -15,7 +15,7 @@ __all__ = ["Metrics", "coco_metrics"]
 class Metrics:
     map50: float
     map50_95: float
-    ap50_per_class: dict[str, float]
+    ap50_per_class: dict[str, float | None]  # None: the class has no ground truth here
     precision: float
     recall: float
     score_threshold: float
@@ -55,8 +55,9 @@ def coco_metrics(gts: list[np.ndarray], dets: list[np.ndarray], names: dict[int,
         gt.createIndex()
         dt = gt.loadRes(results) if results else None
     if dt is None:
-        return Metrics(0.0, 0.0, {v: 0.0 for v in names.values()}, 0.0, 0.0, score_threshold,
-                       len(gts), len(anns))
+        present = {int(a["category_id"]) - 1 for a in anns}
+        return Metrics(0.0, 0.0, {v: 0.0 if k in present else None for k, v in names.items()},
+                       0.0, 0.0, score_threshold, len(gts), len(anns))
     ev = COCOeval(gt, dt, "bbox")
     ev.params.maxDets = [1, 10, 100]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -68,7 +69,7 @@ def coco_metrics(gts: list[np.ndarray], dets: list[np.ndarray], names: dict[int,
     per_class, curves = {}, {}
     for k, cat in enumerate(cats):
         p = prec[t50, :, k, 0, -1]
-        per_class[cat["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
+        per_class[cat["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else None
         curves[cat["name"]] = [float(v) for v in p]
     tp, n_det = _matches(gts, dets, score_threshold, iou_match)
     n_gt = len(anns)
