@@ -38,6 +38,11 @@ def main() -> int:
         det.warmup()
         entry: dict[str, object] = {"file": name, "sha256": det.model.sha256,
                                     "score_threshold": thr}
+        if precision == "int8":
+            meta = det.model.meta
+            entry["quantization"] = {k: meta[k] for k in (
+                "method", "backend", "qat_steps", "qat_lr", "qat_batch_size",
+                "calibration_images", "float_modules") if k in meta}
         for key, (spec, split) in sets.items():
             images = spec.images(split)
             t0 = time.perf_counter()

@@ -201,3 +201,38 @@ def test_eval_cli_on_a_relative_yolo_yaml(tmp_path):
     assert record["images"] == 6 and record["ground_truth"] > 0
     assert {"map50", "map50_95", "ap50_per_class", "precision", "recall"} <= set(record)
     assert Path(record["pr_curve"]).is_file()
+
+
+@pytest.mark.slow
+def test_quantize_cli_with_qat_writes_a_loadable_int8_model(tmp_path):
+    """`edge-perception quantize --qat-steps`: fake-quantized fine-tuning on augmented training
+    batches, then INT8 conversion; the shipped-model files, metadata and manifest follow."""
+    spec = ModelSpec(input_width=128, input_height=96)
+    torch.manual_seed(2)
+    weights = tmp_path / "m_fp32.pt"
+    save_fp32(weights, HazardNet().eval(), spec, {"name": "t", "version": "0"})
+    sample = REPO / "data" / "sample"
+    data = tmp_path / "data.yaml"
+    data.write_text(f"path: {sample}\ntrain: images\nval: images\nnames:\n  0: pothole\n"
+                    "  1: speed_bump\n")
+    out = tmp_path / "models"
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_perception.cli", "quantize", "--weights", str(weights),
+         "--data", str(data), "--out-dir", str(out), "--calib-images", "4", "--qat-steps", "3",
+         "--qat-batch-size", "2", "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+         "--no-onnx"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "qat" in r.stdout
+    q = load_model_file(out / "hazard_int8.ts", torch.device("cpu"))
+    assert q.kind == "int8" and q.spec == spec
+    assert q.meta["method"] == "qat" and q.meta["qat_steps"] == 3
+    fp32 = load_model_file(out / "hazard_fp32.pt", torch.device("cpu")).module
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, got = fp32(x), q.module(x)
+    for a, b in zip(ref, got):
+        assert a.shape == b.shape
+        # three small steps move the weights little: the INT8 model still tracks the FP32 one
+        assert float((a - b).abs().max()) < 0.2 * float(a.abs().max()) + 0.1
+    sums = (out / "SHA256SUMS").read_text()
+    assert "hazard_int8.ts" in sums and "hazard_fp32.pt" in sums

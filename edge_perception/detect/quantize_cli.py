@@ -1,14 +1,16 @@
 """`edge-perception quantize`: FP32 checkpoint → shipped models (FP32, INT8, ONNX) + manifest.
 
 Calibrates INT8 static quantization (torch.ao FX, per-channel weights) on training images run
-through the same fused preprocessing used at inference; exports ONNX (FP32 and INT8 QDQ for
-TensorRT) checked against PyTorch with onnxruntime; writes SHA256SUMS.
+through the same fused preprocessing used at inference — or, with `--qat-steps N`, fine-tunes
+N batches with fake quantization first (quantization-aware training) — exports ONNX (FP32 and
+INT8 QDQ for TensorRT) checked against PyTorch with onnxruntime; writes SHA256SUMS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 
 from ..preprocess import Preprocessor
-from ..train.data import read_data_yaml
+from ..train.data import DataSpec, read_data_yaml
+from .spec import ModelSpec
 from .model_io import file_sha256, load_model_file, save_fp32, save_torchscript
 from .quantize import default_backend, export_onnx, quantize_fx, quantize_onnx_qdq
 
@@ -38,6 +41,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="comma-separated module names kept in float (e.g. heads.0.cls)")
     p.add_argument("--score-threshold", type=float, default=0.35,
                    help="the operating threshold recorded in the model metadata")
+    p.add_argument("--qat-steps", type=int, default=0,
+                   help="quantization-aware fine-tuning batches (0: post-training only)")
+    p.add_argument("--qat-lr", type=float, default=1e-4)
+    p.add_argument("--qat-batch-size", type=int, default=16)
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/edge_perception"),
+                   help="training image cache (QAT), as for train")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -55,6 +65,8 @@ def write_manifest(out_dir: Path) -> Path:
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     fp32 = load_model_file(args.weights, torch.device("cpu"))
     spec = fp32.spec
     backend = default_backend() if args.backend == "auto" else args.backend
@@ -76,12 +88,19 @@ def main(args: argparse.Namespace) -> int:
     example = calib[0]
     float_modules = tuple(m for m in args.float_modules.split(",") if m)
     t0 = time.perf_counter()
-    q = quantize_fx(fp32.module, calib, backend, example, float_modules)
-    print(f"quantized ({backend}) in {time.perf_counter() - t0:.1f} s")
+    if args.qat_steps:
+        if float_modules:
+            raise SystemExit("--float-modules applies to post-training quantization only")
+        q = _qat(fp32.module, spec, data, example, backend, args)
+        method = {"method": "qat", "qat_steps": args.qat_steps, "qat_lr": args.qat_lr,
+                  "qat_batch_size": args.qat_batch_size, "seed": args.seed}
+    else:
+        q = quantize_fx(fp32.module, calib, backend, example, float_modules)
+        method = {"method": "ptq", "float_modules": list(float_modules),
+                  "calibration_images": len(calib)}
+    print(f"quantized ({backend}, {method['method']}) in {time.perf_counter() - t0:.1f} s")
     save_torchscript(out / f"{args.name}_int8.ts", q, spec,
-                     {**meta, "precision": "int8", "backend": backend,
-                      "float_modules": list(float_modules), "calibration_images": len(calib)},
-                     example)
+                     {**meta, "precision": "int8", "backend": backend, **method}, example)
     report: dict[str, object] = {"backend": backend, "calibration_images": len(calib)}
     if not args.no_onnx:
         onnx_fp32 = out / f"{args.name}_fp32.onnx"
@@ -93,6 +112,23 @@ def main(args: argparse.Namespace) -> int:
     report["manifest"] = str(manifest)
     print(json.dumps(report))
     return 0
+
+
+def _qat(module: torch.nn.Module, spec: ModelSpec, data: DataSpec, example: torch.Tensor,
+         backend: str, args: argparse.Namespace) -> torch.nn.Module:
+    """Quantization-aware fine-tuning on augmented training batches (as `train` makes them)."""
+    from ..train.data import Augmenter, ImageCache
+    from ..train.engine import batches
+    from ..train.loss import DetectionLoss
+    from ..train.qat import qat_finetune
+
+    torch.manual_seed(args.seed)
+    cache = ImageCache(data.images("train"), 416, Path(args.cache_dir))
+    aug = Augmenter(cache, spec.input_width, spec.input_height, spec.pad)
+    # A seed/epoch pair the float training did not use, so these are fresh canvases.
+    stream = batches(aug, len(cache), args.qat_batch_size, args.seed + 1000, 0, spec)
+    return qat_finetune(module, example, backend, stream, args.qat_steps,
+                        DetectionLoss(spec.strides, len(spec.class_names)), lr=args.qat_lr)
 
 
 def check_onnx(path: Path, module: torch.nn.Module, inputs: list[torch.Tensor]) -> float:

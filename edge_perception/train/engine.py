@@ -38,10 +38,14 @@ class ModelEMA:
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
         msd = model.state_dict()
         for k, v in self.ema.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
-            else:
-                v.copy_(msd[k])
+            src = msd[k].detach()
+            if v.dtype.is_floating_point and v.shape == src.shape and bool(v.isfinite().all()):
+                v.mul_(d).add_(src, alpha=1 - d)
+            elif v.shape == src.shape:  # counters, flags; an observer not filled yet (±inf)
+                v.copy_(src)
+            else:  # an observer buffer that took its per-channel shape: replace the buffer
+                owner, _, name = k.rpartition(".")
+                setattr(self.ema.get_submodule(owner), name, src.clone())
 
 
 def to_input(rgb: np.ndarray, spec: ModelSpec) -> torch.Tensor:

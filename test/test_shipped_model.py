@@ -1,0 +1,74 @@
+"""The shipped models: manifest, size, INT8 vs FP32, and the main job on the bundled sample."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge_perception.detect.detector import DetectorConfig, default_model_path, load_detector
+from edge_perception.detect.eval_cli import evaluate
+from edge_perception.train.data import read_data_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+CLI = REPO / ".venv" / "bin" / "edge-perception"
+
+
+def _metrics() -> dict:
+    return json.loads((MODELS / "metrics.json").read_text())
+
+
+def test_manifest_lists_every_model_with_its_sha256_and_size_limit():
+    rows = [line.split() for line in (MODELS / "SHA256SUMS").read_text().splitlines() if line]
+    names = {name for _, name in rows}
+    assert {"hazard_int8.ts", "hazard_fp32.pt", "hazard_fp32.onnx",
+            "hazard_int8_qdq.onnx"} <= names
+    for digest, name in rows:
+        data = (MODELS / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, f"{name} changed after the manifest"
+        assert len(data) <= 20 * 2**20, f"{name} is over 20 MB"
+
+
+def test_default_model_is_the_shipped_int8_on_cpu():
+    assert default_model_path("int8") == MODELS / "hazard_int8.ts"
+    det = load_detector(None, "cpu")
+    assert det.model.kind == "int8" and det.model.path == MODELS / "hazard_int8.ts"
+
+
+def test_recorded_int8_metrics_hold_the_measured_gap_to_fp32():
+    """The shipped INT8 model is quantization-aware fine-tuned; its measured loss against FP32
+    is 4.0 points mAP@0.5 on val (issue 4 asks for at most 1: not met, see the model card).
+    A re-quantized model that loses more than the shipped one fails here."""
+    m = _metrics()
+    assert m["int8"]["val"]["images"] >= 700
+    assert m["int8"]["quantization"]["method"] == "qat"
+    assert m["int8"]["val"]["map50"] >= m["fp32"]["val"]["map50"] - 0.045
+
+
+def test_shipped_int8_reproduces_its_recorded_metrics_on_the_sample():
+    """A change in preprocessing, decoding or the model file shows up here."""
+    rec = _metrics()["int8"]["sample"]
+    spec = read_data_yaml(REPO / "data/sample/data.yaml")
+    det = load_detector(MODELS / "hazard_int8.ts", "cpu", DetectorConfig(score_threshold=0.001))
+    m = evaluate(det, spec.images("val"), spec.names, rec["score_threshold"], progress=False)
+    assert m.map50 == pytest.approx(rec["map50"], abs=0.02)
+    assert m.recall == pytest.approx(rec["recall"], abs=0.05)
+    assert m.precision == pytest.approx(rec["precision"], abs=0.05)
+
+
+def test_make_run_main_job_prints_hazards_and_writes_the_strip(tmp_path):
+    strip = tmp_path / "hazards.png"
+    r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--nodes",
+                        "camera_node", "detector_node", "--duration", "15", "--strip",
+                        str(strip)], capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    hazards = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("hazard ")]
+    assert hazards, r.stdout[-3000:]
+    assert any(re.search(r"hazard pothole +score 0\.\d\d +\d+\.\d m ahead", h) for h in hazards)
+    assert strip.is_file() and strip.stat().st_size > 10_000
+    assert "Traceback" not in r.stderr
