@@ -19,7 +19,6 @@ import pytest
 from detector_helpers import make_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from edge_perception.nodes.convert import (
@@ -29,7 +28,7 @@ from edge_perception.nodes.convert import (
     stamp_from_ns,
 )
 from edge_perception.preprocess import ENCODINGS, ImageFormatError
-from test_detector_node import CAM0, CAM1, Graph
+from test_detector_node import CAM0, CAM1, Graph, active_graph
 
 N = int(os.environ.get("EDGE_PERCEPTION_FUZZ_EXAMPLES", "1200"))
 GOOD = np.random.default_rng(3).integers(0, 255, (96, 160, 3), dtype=np.uint8)
@@ -67,31 +66,20 @@ compressed = st.builds(
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory):
-    import rclpy
-    from rclpy.context import Context
-
     model = make_model(tmp_path_factory.mktemp("model") / "random.pt")
-    ctx = Context()
-    rclpy.init(context=ctx)
     # rclpy's MultiThreadedExecutor hands a message over in ~1.5 ms median but ~50 ms at p90
     # (measured here); one thread keeps the paced fuzz to a few seconds per thousand messages.
-    g = Graph(ctx, model, single_threaded=True, log_throttle_s=2.0)
-    # Observe (not alter) the node taking a frame in: its stats counter signals an event.
-    g.arrived = threading.Event()
-    frame_in = g.node.stats.frame_in
+    with active_graph(model, single_threaded=True, log_throttle_s=2.0) as g:
+        # Observe (not alter) the node taking a frame in: its stats counter signals an event.
+        g.arrived = threading.Event()
+        frame_in = g.node.stats.frame_in
 
-    def counted() -> None:
-        frame_in()
-        g.arrived.set()
+        def counted() -> None:
+            frame_in()
+            g.arrived.set()
 
-    g.node.stats.frame_in = counted
-    try:
-        assert g.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert g.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        g.node.stats.frame_in = counted
         yield g
-    finally:
-        g.close()
-        rclpy.try_shutdown(context=ctx)
 
 
 def _check_conversion(convert: Any, msg: Any) -> bool:

@@ -7,9 +7,10 @@ the random-weight test model is real (built and saved with the real code path)."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,15 @@ def road() -> np.ndarray:
     return renderer.render(Scenario().hazards, 0.0).image
 
 
-@pytest.fixture(scope="module")
-def graph(model: Path):
+@contextlib.contextmanager
+def active_graph(model: Path, **kwargs: Any) -> Iterator[Graph]:
+    """A Graph in its own rclpy context with the detector configured and activated."""
     import rclpy
     from rclpy.context import Context
 
     ctx = Context()
     rclpy.init(context=ctx)
-    g = Graph(ctx, model)
+    g = Graph(ctx, model, **kwargs)
     try:
         assert g.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert g.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -132,6 +134,12 @@ def graph(model: Path):
     finally:
         g.close()
         rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def graph(model: Path):
+    with active_graph(model) as g:
+        yield g
 
 
 def test_missing_model_fails_activation_clearly(ros_context: Any, tmp_path: Path) -> None:

@@ -58,6 +58,21 @@ def evaluate(detector: Detector, images: list[Path], names: dict[int, str],
     return coco_metrics(gts, dets, names, score_threshold)
 
 
+def detector_for_eval(model: str | None, device: str,
+                      score_threshold: float | None) -> tuple[Detector, float]:
+    """The detector to evaluate (keeping every box: the threshold only sets where precision
+    and recall are read) and that threshold: the given one, else the model's shipped one.
+    Raises FileNotFoundError for a missing model file."""
+    model_path = Path(model) if model else None
+    if model_path is not None and not model_path.is_file():
+        raise FileNotFoundError(f"model file not found: {model_path}")
+    det = load_detector(model_path, device, DetectorConfig(score_threshold=0.001))
+    thr = score_threshold
+    if thr is None:
+        thr = float(det.model.meta.get("score_threshold", DetectorConfig().score_threshold))
+    return det, thr
+
+
 def plot_pr_curve(m: Metrics, path: Path, title: str) -> None:
     import matplotlib
 
@@ -89,14 +104,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.limit and len(images) > args.limit:
         images = images[:: -(-len(images) // args.limit)]
-    model_path = Path(args.model) if args.model else None
-    if model_path is not None and not model_path.is_file():
-        print(f"error: model file not found: {model_path}", file=sys.stderr)
+    try:
+        det, thr = detector_for_eval(args.model, args.device, args.score_threshold)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    det = load_detector(model_path, args.device, DetectorConfig(score_threshold=0.001))
-    thr = args.score_threshold
-    if thr is None:
-        thr = float(det.model.meta.get("score_threshold", DetectorConfig().score_threshold))
     det.warmup()
     t0 = time.perf_counter()
     m = evaluate(det, images, data.names, thr, progress=not args.json)

@@ -91,7 +91,7 @@ def _graph_detections(bag: Path, topic: str, model: str, device: str,
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..detect.detector import DetectorConfig, load_detector
+    from ..detect.eval_cli import detector_for_eval
 
     say = (lambda *_: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     if not args.labels.is_dir() or not any(args.labels.glob("*.txt")):
@@ -104,14 +104,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: pick --topic among {topics}", file=sys.stderr)
             return 2
         topic = topics[0]
-    model_path = Path(args.model) if args.model else None
-    if model_path is not None and not model_path.is_file():
-        print(f"error: model file not found: {model_path}", file=sys.stderr)
+    try:
+        det, thr = detector_for_eval(args.model, args.device, args.score_threshold)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    det = load_detector(model_path, args.device, DetectorConfig(score_threshold=0.001))
-    thr = args.score_threshold
-    if thr is None:
-        thr = float(det.model.meta.get("score_threshold", DetectorConfig().score_threshold))
     names = dict(enumerate(det.spec.class_names))
     t0 = time.perf_counter()
     if args.graph:
