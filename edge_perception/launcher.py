@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from edge_perception.nodes.entry import shutdown_quietly
+    from edge_perception.nodes.entry import shutdown_quietly, stopped_by_signal
     from edge_perception.nodes.qos import use_fastdds_profile
     from edge_perception.nodes.run_monitor import RunMonitor
 
@@ -173,6 +173,9 @@ def main(args: argparse.Namespace) -> int:
                 last_t, last_n = now, frames
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as e:
+        if not stopped_by_signal(e):
+            raise
     finally:
         try:
             for node in lifecycle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -390,7 +391,10 @@ def test_cli_play_loop_until_interrupted(ros_context, spin, image_bag: Path) -> 
     finally:
         proc.kill()
     assert proc.returncode == 0, output  # Ctrl-C is how a --loop ends: clean, with stats
-    assert '"loops": 2' in output or '"loops": 3' in output or '"loops": 4' in output, output
+    # How many loops ran before the signal depends on the load; each is the 10-frame bag.
+    stats = json.loads(output.strip().splitlines()[-1])
+    assert stats["published"] >= 25 and stats["loops"] >= 2, output
+    assert abs(stats["loops"] - stats["published"] // 10) <= 1, output
     first = sub.stamps[:25]
     one = [DEFAULT_START_NS + i * PERIOD_NS for i in range(10)]
     assert first == (one * 3)[:25]

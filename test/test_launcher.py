@@ -147,3 +147,24 @@ def test_unknown_node_and_bad_values(tmp_path: Path) -> None:
     r = subprocess.run([str(CLI), "run", "--config", str(p), "--duration", "1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "parameter loop: unsupported value [1, 'a']" in r.stderr, r.stderr
+
+
+def test_stopped_by_signal_tells_the_shutdown_race_from_a_failure() -> None:
+    """rclpy's SIGINT handler can shut the context down while an executor builds its wait set;
+    rclpy then raises RCLError, which the launcher and node mains treat as a normal stop (CI saw
+    it as an exit status 1 with a traceback). Any other error, or an RCLError while the context
+    is still up, is a failure."""
+    import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    from edge_perception.nodes.entry import stopped_by_signal
+
+    race = rclpy_implementation.RCLError("failed to initialize wait set: the given context is "
+                                         "not valid")
+    rclpy.init()
+    try:
+        assert not stopped_by_signal(race)
+    finally:
+        rclpy.shutdown()
+    assert stopped_by_signal(race)
+    assert not stopped_by_signal(RuntimeError("boom"))

@@ -24,6 +24,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosgraph_msgs.msg import Clock
 
 from edge_perception.nodes.bag_convert import msg_class, qos_to_rclpy, stamp_ns
+from edge_perception.nodes.entry import stopped_by_signal
 from edge_perception.replay.bags import adapt_qos, header_stamp_ns, iter_raw, read_info
 from edge_perception.replay.images import IMAGE_TYPES
 from edge_perception.replay.sync import Pacer, StampWaiter
@@ -243,6 +244,9 @@ def _spin(executor: SingleThreadedExecutor) -> None:
         executor.spin()
     except ExternalShutdownException:
         pass  # Ctrl-C: play() sees stop_event
+    except Exception as e:
+        if not stopped_by_signal(e):
+            raise
 
 
 def run_player(

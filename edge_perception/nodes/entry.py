@@ -16,7 +16,14 @@ from rclpy.node import Node
 
 from .qos import use_fastdds_profile
 
-__all__ = ["run_node", "shutdown_quietly"]
+__all__ = ["run_node", "shutdown_quietly", "stopped_by_signal"]
+
+
+def stopped_by_signal(error: BaseException) -> bool:
+    """True for the error rclpy raises when a signal shuts the context down just as an
+    executor builds its wait set (`RCLError: ... context is not valid`) instead of
+    ExternalShutdownException: a normal stop, not a failure."""
+    return type(error).__name__ == "RCLError" and not rclpy.ok()
 
 
 def shutdown_quietly(nodes: Iterable[Node]) -> None:
@@ -47,6 +54,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None, prog: str) -> 
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as e:
+        if not stopped_by_signal(e):
+            raise
     finally:
         shutdown_quietly([node] if node is not None else [])
     return 0
