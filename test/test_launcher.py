@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,11 @@ def test_stopped_by_signal_tells_the_shutdown_race_from_a_failure() -> None:
         rclpy.shutdown()
     assert stopped_by_signal(race)
     assert not stopped_by_signal(RuntimeError("boom"))
+
+
+def test_run_with_the_multithreaded_executor_too() -> None:
+    r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--nodes",
+                        "camera_node", "--duration", "4", "--executor", "multi"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"stopped: [1-9]\d* frames", r.stdout), r.stdout[-2000:]
