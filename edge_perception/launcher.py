@@ -3,8 +3,9 @@ launch/vehicle.launch.py also reads, with a live count of camera frames.
 
 Sections of the params file name nodes (`camera_node: {ros__parameters: {...}}`); `/**` applies
 to all of them. Every section whose name is in `NODES` is started (or only those given with
-`--nodes`) on one executor (single-threaded unless `--executor multi`). Lifecycle nodes are configured and activated here, then
-deactivated at the end. Stops on Ctrl-C, SIGTERM or after `--duration` seconds; exit code 0.
+`--nodes`) on one executor (single-threaded unless `--executor multi`). Lifecycle nodes are
+configured and activated here, then deactivated at the end. Stops on Ctrl-C, SIGTERM or after
+`--duration` seconds; exit code 0.
 """
 
 from __future__ import annotations

@@ -139,9 +139,12 @@ def test_malformed_messages_over_the_graph(graph: Graph) -> None:
     assert sum(delivered.values()) >= 0.8 * (sent["raw"] + sent["jpeg"])
     # Every malformed raw frame that arrived is rejected in the callback (JPEG rejections
     # come on top, from the worker, for those it did not skip); nothing raised.
+    # A message that arrives after its 0.25 s wait is credited to the next one, so each lost
+    # wait can shift the count by one.
     bad, jpeg = delivered["raw_bad"], delivered["jpeg"]
+    lost = sent["raw"] + sent["jpeg"] - sum(delivered.values())
     assert bad >= 100
-    assert bad <= snap["rejected"] <= bad + jpeg, (bad, jpeg, snap["rejected"])
+    assert bad - lost <= snap["rejected"] <= bad + jpeg + lost, (bad, jpeg, lost, snap)
     assert snap["errors"] == 0
     assert node._worker is not None and node._worker.alive  # noqa: SLF001
     # Still serving: a good raw frame and a good JPEG get hazards with their stamps.

@@ -20,9 +20,9 @@ import torch
 
 from ..preprocess import Preprocessor
 from ..train.data import DataSpec, read_data_yaml
-from .spec import ModelSpec
 from .model_io import file_sha256, load_model_file, save_fp32, save_torchscript
 from .quantize import default_backend, export_onnx, quantize_fx, quantize_onnx_qdq
+from .spec import ModelSpec
 
 __all__ = ["get_args_parser", "main", "write_manifest"]
 
