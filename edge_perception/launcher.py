@@ -119,12 +119,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: section {skipped!r} has no node in this launcher yet; skipped")
 
     import rclpy
-    from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
-                                 SingleThreadedExecutor)
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from edge_perception.nodes.entry import shutdown_quietly, stopped_by_signal
+    from edge_perception.nodes.entry import is_normal_stop, shutdown_quietly
     from edge_perception.nodes.qos import use_fastdds_profile
     from edge_perception.nodes.run_monitor import RunMonitor
 
@@ -181,10 +180,8 @@ def main(args: argparse.Namespace) -> int:
                     print(f"frames {frames} ({(frames - last_n) / (now - last_t):.1f} fps)"
                           f"{extra}", flush=True)
                 last_t, last_n = now, frames
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as e:
-        if not stopped_by_signal(e):
+    except BaseException as e:
+        if not is_normal_stop(e):
             raise
     finally:
         try:

@@ -150,7 +150,7 @@ def test_unknown_node_and_bad_values(tmp_path: Path) -> None:
     assert r.returncode == 2 and "parameter loop: unsupported value [1, 'a']" in r.stderr, r.stderr
 
 
-def test_stopped_by_signal_tells_the_shutdown_race_from_a_failure() -> None:
+def test_is_normal_stop_tells_the_shutdown_race_from_a_failure() -> None:
     """rclpy's SIGINT handler can shut the context down while an executor builds its wait set;
     rclpy then raises RCLError, which the launcher and node mains treat as a normal stop (CI saw
     it as an exit status 1 with a traceback). Any other error, or an RCLError while the context
@@ -158,17 +158,18 @@ def test_stopped_by_signal_tells_the_shutdown_race_from_a_failure() -> None:
     import rclpy
     from rclpy.impl.implementation_singleton import rclpy_implementation
 
-    from edge_perception.nodes.entry import stopped_by_signal
+    from edge_perception.nodes.entry import is_normal_stop
 
     race = rclpy_implementation.RCLError("failed to initialize wait set: the given context is "
                                          "not valid")
     rclpy.init()
     try:
-        assert not stopped_by_signal(race)
+        assert not is_normal_stop(race)
     finally:
         rclpy.shutdown()
-    assert stopped_by_signal(race)
-    assert not stopped_by_signal(RuntimeError("boom"))
+    assert is_normal_stop(race)
+    assert not is_normal_stop(RuntimeError("boom"))
+    assert is_normal_stop(KeyboardInterrupt())
 
 
 def test_run_with_the_multithreaded_executor_too() -> None:

@@ -18,13 +18,13 @@ from typing import Any
 
 from rclpy.context import Context
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from edge_perception.nodes.bag_convert import msg_class, qos_to_rclpy, stamp_ns
-from edge_perception.nodes.entry import stopped_by_signal
+from edge_perception.nodes.entry import is_normal_stop
 from edge_perception.replay.bags import adapt_qos, header_stamp_ns, iter_raw, read_info
 from edge_perception.replay.images import IMAGE_TYPES
 from edge_perception.replay.sync import Pacer, StampWaiter
@@ -242,10 +242,8 @@ class BagPlayer(Node):
 def _spin(executor: SingleThreadedExecutor) -> None:
     try:
         executor.spin()
-    except ExternalShutdownException:
-        pass  # Ctrl-C: play() sees stop_event
-    except Exception as e:
-        if not stopped_by_signal(e):
+    except BaseException as e:
+        if not is_normal_stop(e):  # Ctrl-C: play() sees stop_event
             raise
 
 

@@ -16,13 +16,16 @@ from rclpy.node import Node
 
 from .qos import use_fastdds_profile
 
-__all__ = ["run_node", "shutdown_quietly", "stopped_by_signal"]
+__all__ = ["is_normal_stop", "run_node", "shutdown_quietly"]
 
 
-def stopped_by_signal(error: BaseException) -> bool:
-    """True for the error rclpy raises when a signal shuts the context down just as an
-    executor builds its wait set (`RCLError: ... context is not valid`) instead of
-    ExternalShutdownException: a normal stop, not a failure."""
+def is_normal_stop(error: BaseException) -> bool:
+    """True for the ways a spin ends when the process is told to stop: Ctrl-C
+    (KeyboardInterrupt), rclpy's ExternalShutdownException, and the RCLError rclpy raises when
+    a signal shuts the context down just as an executor builds its wait set (`... context is
+    not valid`). Anything else is a failure."""
+    if isinstance(error, (KeyboardInterrupt, ExternalShutdownException)):
+        return True
     return type(error).__name__ == "RCLError" and not rclpy.ok()
 
 
@@ -52,10 +55,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None, prog: str) -> 
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2
         rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as e:
-        if not stopped_by_signal(e):
+    except BaseException as e:
+        if not is_normal_stop(e):
             raise
     finally:
         shutdown_quietly([node] if node is not None else [])
