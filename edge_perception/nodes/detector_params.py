@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from edge_perception.geometry import CameraMount
 
 from .params import ParamSpec
 
-__all__ = ["RUNTIME", "SPECS", "DetectorParams", "mount_from"]
+__all__ = ["RUNTIME", "SPECS", "DetectorParams", "mount_from", "mount_specs"]
 
 _ANGLE = (-math.pi / 2 + 1e-3, math.pi / 2 - 1e-3)
+
+
+def mount_specs(x: float = 0.0, pitch: float = 0.0,
+                read_only: bool = False) -> tuple[ParamSpec, ...]:
+    """The camera_* parameters of a camera's mounting on the vehicle (`mount_from` reads them);
+    shared by detector_node and sim_node, which differ in defaults and in whether they change
+    at run time."""
+    return (
+        ParamSpec("camera_x", x, "camera optical centre ahead of base_frame origin (m)",
+                  (-20.0, 20.0), read_only),
+        ParamSpec("camera_y", 0.0, "camera optical centre left of base_frame origin (m)",
+                  (-20.0, 20.0), read_only),
+        ParamSpec("camera_height", 1.4, "camera optical centre above the road (m)",
+                  (0.05, 20.0), read_only),
+        ParamSpec("camera_roll", 0.0, "camera roll (rad, + lifts its left side)", _ANGLE,
+                  read_only),
+        ParamSpec("camera_pitch", pitch, "camera pitch (rad, + looks down)", _ANGLE, read_only),
+        ParamSpec("camera_yaw", 0.0, "camera yaw (rad, + looks left)", (-math.pi, math.pi),
+                  read_only),
+    )
+
 
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "model file (.ts INT8 TorchScript or .pt FP32 weights); empty = "
@@ -40,14 +62,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("max_detections", 100, "most hazards per frame", (1, 1000), read_only=True),
     ParamSpec("base_frame", "base_link", "vehicle frame of hazard positions (header.frame_id)",
               read_only=True),
-    ParamSpec("camera_x", 0.0, "camera optical centre ahead of base_frame origin (m)",
-              (-20.0, 20.0)),
-    ParamSpec("camera_y", 0.0, "camera optical centre left of base_frame origin (m)",
-              (-20.0, 20.0)),
-    ParamSpec("camera_height", 1.4, "camera optical centre above the road (m)", (0.05, 20.0)),
-    ParamSpec("camera_roll", 0.0, "camera roll (rad, + lifts its left side)", _ANGLE),
-    ParamSpec("camera_pitch", 0.0, "camera pitch (rad, + looks down)", _ANGLE),
-    ParamSpec("camera_yaw", 0.0, "camera yaw (rad, + looks left)", (-math.pi, math.pi)),
+    *mount_specs(),
     ParamSpec("use_tf", True, "look up the camera pose with tf2 when tf2_ros is installed "
               "(falls back to the camera_* parameters)", read_only=True),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", (0.1, 60.0),
@@ -82,6 +97,7 @@ class DetectorParams:
     log_throttle_s: float
 
 
-def mount_from(p: DetectorParams) -> CameraMount:
+def mount_from(p: Any) -> CameraMount:
+    """The CameraMount of a params object with the `mount_specs` fields."""
     return CameraMount(x=p.camera_x, y=p.camera_y, z=p.camera_height, roll=p.camera_roll,
                        pitch=p.camera_pitch, yaw=p.camera_yaw)

@@ -14,7 +14,6 @@ deterministic mode.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from edge_perception.geometry import CameraMount
 from edge_perception.replay.sync import StampWaiter
 from edge_perception.sim.drive import SimConfig, SimDrive, SimFrame
 from edge_perception_msgs.msg import RoadHazard, RoadHazardArray
@@ -34,6 +32,7 @@ from edge_perception_msgs.msg import RoadHazard, RoadHazardArray
 from . import qos
 from .bag_player import ACK_QOS, CLOCK_QOS
 from .convert import calibration_to_camera_info, numpy_to_image, stamp_from_ns, stamp_to_ns
+from .detector_params import mount_from, mount_specs
 from .params import ParamSpec, declare_params
 from .paths import resolve_path
 
@@ -41,7 +40,6 @@ __all__ = ["GROUND_TRUTH_TOPIC", "SPECS", "SimNode", "SimNodeConfig", "SimStats"
            "truth_to_msg"]
 
 GROUND_TRUTH_TOPIC = "/sim/ground_truth"
-_ANGLE = (-math.pi / 2 + 1e-3, math.pi / 2 - 1e-3)
 
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("image_topic", "/camera/front/image_raw", "Image topic (CameraInfo on its "
@@ -72,17 +70,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", False, "play the drive on the node's own thread from construction "
               "(for hosts that only spin nodes, e.g. `edge-perception run`); else call run()",
               read_only=True),
-    ParamSpec("camera_x", 1.9, "camera optical centre ahead of base_frame origin (m)",
-              (-20.0, 20.0), read_only=True),
-    ParamSpec("camera_y", 0.0, "camera optical centre left of base_frame origin (m)",
-              (-20.0, 20.0), read_only=True),
-    ParamSpec("camera_height", 1.4, "camera optical centre above the road (m)", (0.05, 20.0),
-              read_only=True),
-    ParamSpec("camera_roll", 0.0, "camera roll (rad)", _ANGLE, read_only=True),
-    ParamSpec("camera_pitch", 0.087266, "camera pitch (rad, + looks down)", _ANGLE,
-              read_only=True),
-    ParamSpec("camera_yaw", 0.0, "camera yaw (rad, + looks left)", (-math.pi, math.pi),
-              read_only=True),
+    *mount_specs(x=1.9, pitch=0.087266, read_only=True),
 )
 
 
@@ -141,8 +129,7 @@ class SimNode(Node):
     def __init__(self, node_name: str = "sim_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         cfg = self.config = declare_params(self, SPECS, SimNodeConfig)
-        mount = CameraMount(x=cfg.camera_x, y=cfg.camera_y, z=cfg.camera_height,
-                            roll=cfg.camera_roll, pitch=cfg.camera_pitch, yaw=cfg.camera_yaw)
+        mount = mount_from(cfg)
         self.drive = SimDrive(SimConfig(
             camera_info_file=Path(resolve_path(cfg.camera_info_file)), mount=mount,
             scale=cfg.scale, speed_mps=cfg.speed_mps, fps=cfg.fps, start_x=cfg.start_x,
