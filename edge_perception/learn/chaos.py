@@ -15,13 +15,14 @@ Health checks are forwarded unless `down` is set, in which case every connection
 from __future__ import annotations
 
 import http.client
-import sys
 import threading
 import time
 import urllib.parse
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .ingest_server import QuietHTTPServer
 
 __all__ = ["FaultProxy"]
 
@@ -88,14 +89,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)  # a peer hanging up is not news
-
+class _ProxyServer(QuietHTTPServer):
     def __init__(self, upstream: str, plan: list[str], default: str) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.plan: deque[str] = deque(plan)

@@ -43,7 +43,7 @@ from typing import Any
 from edge_perception.learn.batch import BATCH_ID_RE, BatchError, parse_batch
 from edge_perception.learn.fsutil import fsync_dir
 
-__all__ = ["IngestConfig", "IngestServer", "read_tokens", "get_args_parser", "main"]
+__all__ = ["IngestConfig", "IngestServer", "QuietHTTPServer", "read_tokens", "get_args_parser", "main"]
 
 _PATH_RE = re.compile(r"^/v1/batches/([^/?#]+)$")
 _VEHICLE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -153,7 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
                           "samples": len(parsed.manifest["samples"])})
 
 
-class _Server(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a peer hangs up."""
+
     daemon_threads = True
     allow_reuse_address = True
 
@@ -161,6 +163,8 @@ class _Server(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)  # a peer hanging up is not news
 
+
+class _Server(QuietHTTPServer):
     def __init__(self, addr: tuple[str, int], config: IngestConfig) -> None:
         self.config = config
         self.counters = {"stored": 0, "duplicate": 0, "rejected": 0, "s3_failed": 0}
