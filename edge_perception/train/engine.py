@@ -19,7 +19,8 @@ from ..preprocess.reference import letterbox_cv2
 from .data import Augmenter, read_labels, label_path
 from .loss import DetectionLoss
 
-__all__ = ["ModelEMA", "batches", "to_input", "train_one_epoch", "evaluate_float"]
+__all__ = ["ModelEMA", "EpochBatches", "batches", "to_input", "train_one_epoch",
+           "evaluate_float"]
 
 
 class ModelEMA:
@@ -48,32 +49,71 @@ class ModelEMA:
                 setattr(self.ema.get_submodule(owner), name, src.clone())
 
 
-def to_input(rgb: np.ndarray, spec: ModelSpec) -> torch.Tensor:
-    """HWC RGB uint8 (or NHWC) → normalised float NCHW tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+def to_input(rgb: "np.ndarray | torch.Tensor", spec: ModelSpec) -> torch.Tensor:
+    """HWC RGB uint8 (or NHWC; numpy or a tensor on any device) → normalised float NCHW tensor."""
+    x = rgb if isinstance(rgb, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(rgb))
+    x = x.float().div_(255.0)
     if x.ndim == 3:
         x = x[None]
-    mean = torch.tensor(spec.mean).view(1, 1, 1, 3)
-    std = torch.tensor(spec.std).view(1, 1, 1, 3)
+    mean = torch.tensor(spec.mean, device=x.device).view(1, 1, 1, 3)
+    std = torch.tensor(spec.std, device=x.device).view(1, 1, 1, 3)
     return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
-def batches(augmenter: Augmenter, n: int, batch_size: int, seed: int, epoch: int,
-            spec: ModelSpec, skip: int = 0) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
-    """Deterministic batches for one epoch (seed, epoch) → same canvases; `skip` for resume."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(n)
-    n_batches = n // batch_size
-    for b in range(n_batches):
-        brng = np.random.default_rng([seed, epoch, b])
-        if b < skip:
-            continue
+class EpochBatches(torch.utils.data.Dataset):
+    """Batch `k` of one epoch as (NHWC uint8 canvases, per-image boxes): the canvases depend on
+    (seed, epoch, batch index) alone, so a DataLoader's workers build the same batches in any
+    order and a resumed run rebuilds the rest of its epoch exactly. `skip` for resume."""
+
+    def __init__(self, augmenter: Augmenter, n: int, batch_size: int, seed: int, epoch: int,
+                 skip: int = 0) -> None:
+        self.augmenter, self.batch_size, self.seed, self.epoch = augmenter, batch_size, seed, epoch
+        self.order = np.random.default_rng([seed, epoch]).permutation(n)
+        self.skip, self.n_batches = skip, n // batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.n_batches - self.skip)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b = k + self.skip
+        brng = np.random.default_rng([self.seed, self.epoch, b])
         imgs, targets = [], []
-        for i in order[b * batch_size:(b + 1) * batch_size]:
-            img, boxes = augmenter(int(i), brng)
+        for i in self.order[b * self.batch_size:(b + 1) * self.batch_size]:
+            img, boxes = self.augmenter(int(i), brng)
             imgs.append(img)
             targets.append(torch.from_numpy(boxes))
-        yield to_input(np.stack(imgs), spec), targets
+        return torch.from_numpy(np.stack(imgs)), targets
+
+
+def _quiet_worker(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def batches(augmenter: Augmenter, n: int, batch_size: int, seed: int, epoch: int,
+            spec: ModelSpec, skip: int = 0, workers: int = 0,
+            device: torch.device | None = None
+            ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Deterministic model-input batches for one epoch (seed, epoch) → same canvases.
+
+    `workers` > 0 builds batches in that many DataLoader processes (a GPU outruns one core's
+    augmentation); canvases travel as uint8 and are normalised on `device`."""
+    device = device or torch.device("cpu")
+    data = EpochBatches(augmenter, n, batch_size, seed, epoch, skip)
+    stream: Iterable[tuple[torch.Tensor, list[torch.Tensor]]] = data
+    if workers > 0:
+        import cv2
+
+        # Before the fork: a child must not inherit OpenCV's thread pool (the image cache may
+        # have started it), where cv2 calls can deadlock; one thread per worker process.
+        cv2.setNumThreads(1)
+        stream = torch.utils.data.DataLoader(
+            data, batch_size=None, shuffle=False, num_workers=workers,
+            pin_memory=device.type == "cuda", prefetch_factor=4, worker_init_fn=_quiet_worker)
+    else:
+        stream = (data[k] for k in range(len(data)))
+    for x, targets in stream:
+        yield (to_input(x.to(device, non_blocking=True), spec),
+               [t.to(device, non_blocking=True) for t in targets])
 
 
 def train_one_epoch(model: nn.Module, loss_fn: DetectionLoss, optimizer: torch.optim.Optimizer,
