@@ -63,6 +63,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="bandwidth cap during the interference run (Mbit/s)")
     p.add_argument("--keep-rate", type=float, default=0.5,
                    help="frames/s blurred and stored during the interference run")
+    p.add_argument("--threads", type=int, default=1,
+                   help="detector inference threads (config/params.yaml ships 1: on a small "
+                        "CPU the second core is left to the camera, uploader and ROS)")
     p.add_argument("--workdir", help="keep the store and server folders here")
     return p
 
@@ -97,8 +100,11 @@ def _server(root: Path, tokens: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[3]
 
 
-def _detector() -> tuple[str, Any]:
+def _detector(threads: int) -> tuple[str, Any]:
     """The real detector when its model loads, else a CPU-bound stand-in of similar cost."""
+    from edge_perception.perception import set_inference_threads
+
+    set_inference_threads(threads)
     frame = np.ascontiguousarray(np.tile(_frame(0), (3, 3, 1))[:720, :1280])
     try:
         from edge_perception.detect.detector import load_detector
@@ -168,7 +174,7 @@ def _throughput(work: Path, url: str, n: int) -> dict[str, float]:
 
 
 def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    name, run = _detector()
+    name, run = _detector(args.threads)
     for _ in range(10):
         run()
     privacy = BlurProcess(nice=10)  # as the node runs it
@@ -220,7 +226,8 @@ def _interference(work: Path, url: str, args: argparse.Namespace) -> dict[str, A
     store.close()
     privacy.close()
     base = _pct(lat["off"], 99)
-    out: dict[str, Any] = {"detector": name, "iters_per_mode": len(lat["off"]),
+    out: dict[str, Any] = {"detector": name, "threads": args.threads,
+                           "iters_per_mode": len(lat["off"]),
                            "link_mbps": args.link_mbps, "keep_rate_per_s": args.keep_rate,
                            "acked_during_run": stats.counters["acked"]}
     for m in modes:
