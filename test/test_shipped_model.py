@@ -41,13 +41,16 @@ def test_default_model_is_the_shipped_int8_on_cpu():
 
 
 def test_recorded_int8_metrics_hold_the_measured_gap_to_fp32():
-    """The shipped INT8 model is quantization-aware fine-tuned; its measured loss against FP32
-    is 4.0 points mAP@0.5 on val (issue 4 asks for at most 1: not met, see the model card).
-    A re-quantized model that loses more than the shipped one fails here."""
+    """The shipped INT8 model (v2) is post-training quantized on 600 training images, which
+    measured better than quantization-aware fine-tuning for these weights; it loses 2.8 points
+    mAP@0.5 against FP32 on val (issue 4 asks for at most 1: not met, see the model card).
+    A re-quantized model that loses more than the shipped one, or a model below the shipped
+    INT8's 0.621, fails here."""
     m = _metrics()
     assert m["int8"]["val"]["images"] >= 700
-    assert m["int8"]["quantization"]["method"] == "qat"
-    assert m["int8"]["val"]["map50"] >= m["fp32"]["val"]["map50"] - 0.045
+    assert m["int8"]["quantization"]["method"] in ("ptq", "qat")
+    assert m["int8"]["val"]["map50"] >= m["fp32"]["val"]["map50"] - 0.03
+    assert m["int8"]["val"]["map50"] >= 0.615
 
 
 def test_shipped_int8_reproduces_its_recorded_metrics_on_the_sample():

@@ -1,7 +1,9 @@
 """Quantization-aware fine-tuning (torch.ao FX) of a trained FP32 detector.
 
-Post-training static quantization of this network loses 8 points of mAP@0.5 with PyTorch's
-default x86 qconfig; this fine-tune gets half of that back (see models/README.md): the FP32
+On the v1 weights (5 CPU epochs), post-training quantization with PyTorch's default x86
+qconfig lost 8 points of mAP@0.5 and this fine-tune got half of that back; on v2 (fine-tuned
+end to end on a GPU) post-training quantization with `qconfig_mapping`'s histogram observer
+did better than 120 QAT steps (models/README.md). Measure both for new weights. The FP32
 weights are wrapped with fake quantization (`detect.quantize.qconfig_mapping(qat=True)`:
 8-bit activations observed with moving-average min/max, 7-bit per-channel weights), BatchNorm
 statistics are frozen (small CPU batches), observers are frozen halfway, and the model is
