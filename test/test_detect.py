@@ -239,8 +239,8 @@ def test_quantize_cli_with_qat_writes_a_loadable_int8_model(tmp_path):
 
 
 def test_cuda_detector_matches_cpu_on_real_frames():
-    """On a GPU: the numba.cuda preprocessing feeds the FP32 model on the device (no host round
-    trip) and gives the CPU path's detections on the bundled frames."""
+    """On a GPU: the numba.cuda preprocessing feeds the FP32 model on the device and gives the
+    CPU path's detections on the bundled frames (zero copy: test_preprocess_cuda.py)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU (the CPU detector is tested above; the kernel in the simulator)")
     import cv2

@@ -99,12 +99,13 @@ def batches(augmenter: Augmenter, n: int, batch_size: int, seed: int, epoch: int
     augmentation); canvases travel as uint8 and are normalised on `device`."""
     device = device or torch.device("cpu")
     data = EpochBatches(augmenter, n, batch_size, seed, epoch, skip)
-    stream: Iterable[tuple[torch.Tensor, list[torch.Tensor]]] = data
+    stream: Iterable[tuple[torch.Tensor, list[torch.Tensor]]]
     if workers > 0:
         import cv2
 
-        # Before the fork: a child must not inherit OpenCV's thread pool (the image cache may
-        # have started it), where cv2 calls can deadlock; one thread per worker process.
+        # Before the fork: a child must not inherit OpenCV's thread pool (building the image
+        # cache may have started it), where its first cv2 call deadlocked. One OpenCV thread per
+        # process from here on, this one included: it only normalises batches on the device.
         cv2.setNumThreads(1)
         stream = torch.utils.data.DataLoader(
             data, batch_size=None, shuffle=False, num_workers=workers,
