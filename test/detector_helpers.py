@@ -14,6 +14,7 @@ from edge_perception.detect.network import HazardNet
 from edge_perception.detect.spec import ModelSpec
 from edge_perception.geometry import CameraIntrinsics, CameraMount
 
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 SPEC = ModelSpec(input_width=224, input_height=128)
 MOUNT = CameraMount(z=1.4, pitch=math.radians(6.0))
 
@@ -28,6 +29,15 @@ def make_model(path: Path, seed: int = 0) -> Path:
             head.cls.weight.normal_(0.0, 0.5)
     save_fp32(path, net, SPEC, {"name": "random-test", "version": "0"})
     return path
+
+
+def sample_data_yaml(tmp_path: Path) -> Path:
+    """A YOLO data.yaml over the bundled sample frames with train = val (for testing code paths
+    that train or calibrate, not for measuring a model)."""
+    y = tmp_path / "data.yaml"
+    y.write_text(f"path: {SAMPLE}\ntrain: images\nval: images\nnames:\n  0: pothole\n"
+                 "  1: speed_bump\n")
+    return y
 
 
 def sim_intrinsics(width: int = 640, height: int = 360) -> CameraIntrinsics:

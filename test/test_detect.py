@@ -22,6 +22,8 @@ from edge_perception.detect.quantize import quantize_fx
 from edge_perception.detect.spec import ModelSpec
 from edge_perception.train.loss import DetectionLoss, atss_assign
 
+from detector_helpers import sample_data_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {0: "pothole", 1: "speed_bump"}
 
@@ -211,10 +213,7 @@ def test_quantize_cli_with_qat_writes_a_loadable_int8_model(tmp_path):
     torch.manual_seed(2)
     weights = tmp_path / "m_fp32.pt"
     save_fp32(weights, HazardNet().eval(), spec, {"name": "t", "version": "0"})
-    sample = REPO / "data" / "sample"
-    data = tmp_path / "data.yaml"
-    data.write_text(f"path: {sample}\ntrain: images\nval: images\nnames:\n  0: pothole\n"
-                    "  1: speed_bump\n")
+    data = sample_data_yaml(tmp_path)
     out = tmp_path / "models"
     r = subprocess.run(
         [sys.executable, "-m", "edge_perception.cli", "quantize", "--weights", str(weights),

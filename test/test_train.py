@@ -16,20 +16,12 @@ import torch
 
 from edge_perception.train.data import Augmenter, ImageCache, read_data_yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
+from detector_helpers import sample_data_yaml
 
-
-def _data_yaml(tmp_path: Path) -> Path:
-    """A YOLO data.yaml over the bundled sample frames (train = val: only the code is tested)."""
-    y = tmp_path / "data.yaml"
-    y.write_text(f"path: {SAMPLE}\ntrain: images\nval: images\nnames:\n  0: pothole\n"
-                 "  1: speed_bump\n")
-    return y
 
 
 def test_augmenter_keeps_boxes_on_the_object(tmp_path):
-    spec = read_data_yaml(_data_yaml(tmp_path))
+    spec = read_data_yaml(sample_data_yaml(tmp_path))
     images = spec.images("train")[:6]
     cache = ImageCache(images, 160, tmp_path / "cache")
     # Paint each cached image's first box pure white, so a box that follows its pixels can be
@@ -62,7 +54,7 @@ def test_worker_processes_build_the_same_batches(tmp_path):
     from edge_perception.train.engine import batches
 
     spec = ModelSpec(input_width=128, input_height=96)
-    cache = ImageCache(read_data_yaml(_data_yaml(tmp_path)).images("train")[:8], 96,
+    cache = ImageCache(read_data_yaml(sample_data_yaml(tmp_path)).images("train")[:8], 96,
                        tmp_path / "cache")
     aug = Augmenter(cache, spec.input_width, spec.input_height, spec.pad)
     inline = list(batches(aug, len(cache), 2, 3, 1, spec, skip=1))
@@ -77,7 +69,8 @@ def test_worker_processes_build_the_same_batches(tmp_path):
 
 def _train(tmp_path: Path, out: str, epochs: int, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge_perception.cli", "train", "--data",
-           str(_data_yaml(tmp_path)), "--output-dir", str(tmp_path / out), "--epochs", str(epochs),
+           str(sample_data_yaml(tmp_path)), "--output-dir", str(tmp_path / out), "--epochs",
+           str(epochs),
            "--batch-size", "2", "--limit", "8", "--input-width", "128", "--input-height", "96",
            "--cache-side", "128", "--cache-dir", str(tmp_path / "cache"), "--val-limit", "4",
            "--eval-every", "100", "--save-every", "1", "--threads", "1", "--warmup-steps", "2",

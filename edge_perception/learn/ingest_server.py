@@ -43,7 +43,8 @@ from typing import Any
 from edge_perception.learn.batch import BATCH_ID_RE, BatchError, parse_batch
 from edge_perception.learn.fsutil import fsync_dir
 
-__all__ = ["IngestConfig", "IngestServer", "QuietHTTPServer", "read_tokens", "get_args_parser", "main"]
+__all__ = ["IngestConfig", "IngestServer", "QuietHTTPServer", "read_tokens", "get_args_parser",
+           "main"]
 
 _PATH_RE = re.compile(r"^/v1/batches/([^/?#]+)$")
 _VEHICLE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
