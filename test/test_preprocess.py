@@ -91,6 +91,23 @@ def test_single_thread_gives_the_same_result(pre: Preprocessor) -> None:
     assert numba.get_num_threads() == threads  # the caller's setting is restored
 
 
+def test_kernels_are_compiled_for_unsigned_indices_only(pre: Preprocessor) -> None:
+    """Signed indices cost a wraparound test per load and about double the kernel time (see
+    preprocess/_cpu.py); every signature the Preprocessor compiles must be index-unsigned."""
+    from numba.core import types
+
+    from edge_perception.preprocess import _cpu
+
+    pre.warmup()
+    pre(np.zeros((7, 9, 3), np.uint8)[:, 1:], "bgr8")  # a strided source as well
+    for kernel in (_cpu.letterbox_packed, _cpu.letterbox_yuv422):
+        assert kernel.signatures
+        for signature in kernel.signatures:
+            ints = [t.dtype if isinstance(t, types.Array) else t for t in signature]
+            ints = [t for t in ints if isinstance(t, types.Integer)]
+            assert ints and all(not t.signed for t in ints), signature
+
+
 def test_strided_and_cropped_sources(pre: Preprocessor) -> None:
     rng = np.random.default_rng(3)
     big = rng.integers(0, 256, (300, 500, 3), np.uint8)

@@ -111,16 +111,20 @@ class Preprocessor:
         if before:
             numba.set_num_threads(self.threads)  # a per-thread setting, restored below
         try:
+            # The kernels index with unsigned integers only (see _cpu).
+            u = np.uint64
+            ubox = (u(lb.pad_x), u(lb.pad_y), u(lb.new_width), u(lb.new_height))
+            channels = (u(enc.r), u(enc.g), u(enc.b))
             if packed:
                 row_bytes = w * enc.bytes_per_pixel
                 if self._scratch.shape[1] < row_bytes:
                     self._scratch = np.empty((numba.config.NUMBA_NUM_THREADS, row_bytes),
                                              np.float32)
-                letterbox_packed(flat, step, row_bytes, enc.r, enc.g, enc.b, self._out[0], *box,
+                letterbox_packed(flat, u(step), u(row_bytes), *channels, self._out[0], *ubox,
                                  *tables, pad, self._a, self._b, self._scratch)
             else:
-                letterbox_yuv422(flat, step, enc.r, enc.g, enc.b, self._out[0], *box, *tables,
-                                 pad, self._a, self._b)
+                letterbox_yuv422(flat, u(step), *channels, self._out[0], *ubox, *tables, pad,
+                                 self._a, self._b)
         finally:
             if before:
                 numba.set_num_threads(before)
