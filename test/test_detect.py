@@ -184,6 +184,47 @@ def test_detector_maps_boxes_to_original_pixels(tmp_path):
         np.testing.assert_allclose([d.box for d in a], [d.box for d in c], atol=1e-3)
 
 
+def test_concurrent_detect_calls_match_sequential_ones():
+    """Two threads through one Detector with concurrency=2 (the shipped INT8 model, the bundled
+    frames): each call has its own preprocessing buffer, so the results equal one-at-a-time
+    results; a shared buffer would hand one thread the other's frame."""
+    import threading
+
+    import cv2
+
+    frames = [cv2.imread(str(p)) for p in sorted((REPO / "data/sample/images").glob("*.jpg"))[:6]]
+    with pytest.raises(ValueError, match="concurrency"):
+        load_detector(None, "cpu", concurrency=0)
+    det = load_detector(None, "cpu", concurrency=2)
+    det.warmup()
+    expected = [det.detect(f) for f in frames]
+    assert any(expected), "the shipped model finds nothing in the sample frames"
+    got: dict[int, list] = {}
+    errors: list[BaseException] = []
+
+    def run(indices: list[int]) -> None:
+        try:
+            for _ in range(3):
+                for i in indices:
+                    got.setdefault(i, []).append(det.detect(frames[i]))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(list(range(k, len(frames), 2)),))
+               for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    for i, runs in got.items():
+        assert len(runs) == 3
+        for dets in runs:
+            assert [d.class_id for d in dets] == [d.class_id for d in expected[i]]
+            np.testing.assert_allclose([d.box + (d.score,) for d in dets],
+                                       [d.box + (d.score,) for d in expected[i]], atol=1e-4)
+
+
 def test_load_detector_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="model file not found"):
         load_detector(tmp_path / "nope.ts", "cpu")

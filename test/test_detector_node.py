@@ -265,7 +265,7 @@ def test_diagnostics_report_rates_latency_stages_and_model(graph: Graph, model: 
     assert d is not None
     for key in ("input_fps", "processed_fps", "skipped_frames", "latency_p50_ms",
                 "latency_p99_ms", "convert_p50_ms", "detect_p50_ms", "geometry_p50_ms",
-                "publish_p50_ms", "rejected"):
+                "publish_p50_ms", "rejected", "late_dropped"):
         assert key in d, key
     assert float(d["latency_p99_ms"]) >= float(d["latency_p50_ms"]) > 0
     assert d["model_sha256"] == file_sha256(model) and d["device"] == "cpu"

@@ -82,6 +82,36 @@ def test_worker_batches_and_survives_errors() -> None:
     assert seen[-1] == {"a": 1} and not worker.alive
 
 
+def test_two_worker_threads_handle_batches_concurrently() -> None:
+    """With threads=2 a second frame is taken while the first is still being handled: both
+    handlers meet at a barrier that one thread alone could never pass."""
+    slots = LatestSlots()
+    barrier = threading.Barrier(2, timeout=5)
+    entered: list[dict] = []
+    seen: list[dict] = []
+    errors: list[BaseException] = []
+
+    def handle(batch: dict) -> None:
+        entered.append(batch)
+        barrier.wait()
+        seen.append(batch)
+
+    with pytest.raises(ValueError):
+        SlotWorker(slots, handle, errors.append, threads=0)
+    worker = SlotWorker(slots, handle, errors.append, threads=2)
+    worker.start()
+    slots.put("a", 1)
+    deadline = time.monotonic() + 5
+    while not entered and time.monotonic() < deadline:  # "a" is being handled
+        time.sleep(0.005)
+    slots.put("b", 2)
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    assert not errors and sorted(seen, key=str) == [{"a": 1}, {"b": 2}]
+    assert slots.totals() == (2, 0) and not worker.alive
+
+
 def test_window_rate_and_snapshot() -> None:
     w = Window(4)
     assert np.isnan(w.percentile(50))

@@ -40,6 +40,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model file (default: the shipped INT8 model, "
                    "else a random-weight FP32 model, reported as such)")
     p.add_argument("--threads", type=int, default=1, help="inference_threads of the node")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker_threads of the node (config/params.yaml ships 2)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra detector_node parameter (YAML value), e.g. worker_nice=0")
     p.add_argument("--json", action="store_true", help="print one JSON line")
@@ -123,7 +125,8 @@ def _cpu_s() -> float:
 
 
 def run_once(rate: float, seconds: float, model: str, width: int = 1280, height: int = 720,
-             threads: int = 1, params: dict[str, Any] | None = None) -> dict[str, Any]:
+             threads: int = 1, params: dict[str, Any] | None = None,
+             workers: int = 2) -> dict[str, Any]:
     """One publisher process at `rate` Hz for `seconds` (after the first hazard) → metrics.
     `params`: extra detector_node parameters."""
     import rclpy
@@ -153,6 +156,7 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
     node = DetectorNode(context=ctx, parameter_overrides=[
         Parameter("model_path", value=model), Parameter("image_topics", value=[TOPIC]),
         Parameter("inference_threads", value=threads),
+        Parameter("worker_threads", value=workers),
         Parameter("camera_pitch", value=math.radians(6.0))]
         + [Parameter(k, value=v) for k, v in (params or {}).items()])
     listener = rclpy.create_node("bench_listener", context=ctx)
@@ -196,7 +200,7 @@ def run_once(rate: float, seconds: float, model: str, width: int = 1280, height:
     return {
         "rate_hz": rate, "seconds": round(dt, 2), "frames_published_total": sent,
         "input_fps": round((rx1 - rx0) / dt, 2), "processed_fps": round((n1 - n0) / dt, 2),
-        "skipped_frames": sk1 - sk0,
+        "skipped_frames": sk1 - sk0, "late_dropped": int(snap["late_dropped"]),
         "not_received": max(0, round(rate * dt) - (rx1 - rx0)),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
@@ -223,12 +227,13 @@ def main(args: argparse.Namespace) -> int:
     params = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
     report: dict[str, Any] = {"model": model, "model_note": note, "width": args.width,
                               "height": args.height, "threads": args.threads,
+                              "workers": args.workers,
                               "params": params, "cpus": os.cpu_count(), "runs": []}
     for rate in rates:
         if not args.json:
             print(f"publisher at {rate:g} Hz for {args.seconds:g} s ...", flush=True)
         run = run_once(rate, args.seconds, model, args.width, args.height, args.threads,
-                       params)
+                       params, args.workers)
         report["runs"].append(run)
         if not args.json:
             print("  " + ", ".join(f"{k} {v}" for k, v in run.items()), flush=True)

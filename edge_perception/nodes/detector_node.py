@@ -3,8 +3,9 @@
 Lifecycle (driven from outside: `edge-perception run` or launch): configure reads the
 parameters and creates publishers; activate loads the model, warms up Numba and the model,
 starts the worker and subscribes; deactivate unsubscribes, stops the worker and frees the
-model. Callbacks only drop each message into its camera's latest-wins slot; one worker thread
-converts, runs the batched pipeline (`perception.HazardPipeline`) and publishes.
+model. Callbacks only drop each message into its camera's latest-wins slot; the worker thread
+(`worker_threads` of them, sharing the model) converts, runs the batched pipeline
+(`perception.HazardPipeline`) and publishes, each camera's hazards in arrival order.
 
 Subscribes: every `image_topics` entry (Image, or CompressedImage for `.../compressed`, sensor
 QoS) and its sibling `camera_info`. Publishes: `~/hazards`, and only while someone listens,
@@ -13,8 +14,10 @@ QoS) and its sibling `camera_info`. Publishes: `~/hazards`, and only while someo
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import sys
+import threading
 import time
 from collections.abc import Hashable
 from typing import Any
@@ -76,6 +79,9 @@ class DetectorNode(LifecycleNode):
         self.slots = LatestSlots()
         self._intrinsics: dict[Hashable, Any] = {}
         self._info_keys: dict[Hashable, tuple] = {}
+        self._publish_lock = threading.Lock()
+        self._last_published: dict[Hashable, int] = {}  # camera → arrival number
+        self._arrivals = itertools.count()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -107,7 +113,8 @@ class DetectorNode(LifecycleNode):
         set_inference_threads(cfg.inference_threads)
         try:
             detector = load_detector(path, cfg.device, DetectorConfig(
-                cfg.score_threshold, cfg.nms_iou, cfg.max_detections))
+                cfg.score_threshold, cfg.nms_iou, cfg.max_detections),
+                concurrency=cfg.worker_threads)
             detector.update_config(enabled_classes=self._class_ids(cfg.enabled_classes,
                                                                    detector.spec.class_names))
             detector.warmup()
@@ -122,12 +129,13 @@ class DetectorNode(LifecycleNode):
         self._pipeline = HazardPipeline(detector, mount_from(cfg))
         self._start_tf()
         self._worker = SlotWorker(self.slots, self._process, self._on_worker_error,
-                                  name=f"{self.get_name()}-worker", nice=cfg.worker_nice)
+                                  name=f"{self.get_name()}-worker", nice=cfg.worker_nice,
+                                  threads=cfg.worker_threads)
         self._worker.start()
         for topic in cfg.image_topics:
             self._subscribe(topic)
-        log.info(f"active: {detector.model_id} on {detector.device} "
-                 f"(load + warm-up {time.monotonic() - t0:.1f} s), "
+        log.info(f"active: {detector.model_id} on {detector.device}, "
+                 f"{cfg.worker_threads} worker(s) (load + warm-up {time.monotonic() - t0:.1f} s), "
                  f"cameras {', '.join(cfg.image_topics)}")
         return super().on_activate(state)
 
@@ -212,15 +220,16 @@ class DetectorNode(LifecycleNode):
         malformed message never displaces the latest good frame; JPEG/PNG decoding is too
         costly for the executor and happens on the worker."""
         self.stats.frame_in()
+        arrival = next(self._arrivals)  # orders results when several workers run
         if isinstance(msg, CompressedImage):
-            self.slots.put(camera, msg)
+            self.slots.put(camera, (arrival, msg, None, ""))
             return
         try:
             image, encoding = image_msg_to_array(msg)
         except ValueError as e:
             self._reject(camera, str(e))
             return
-        self.slots.put(camera, (msg, image, encoding))
+        self.slots.put(camera, (arrival, msg, image, encoding))
 
     def _on_info(self, camera: str, msg: CameraInfo) -> None:
         key = (tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.width, msg.height)
@@ -259,12 +268,10 @@ class DetectorNode(LifecycleNode):
         pipeline = self._pipeline
         if pipeline is None:
             return
-        frames = []
-        for camera, msg in batch.items():
+        frames, arrivals = [], []
+        for camera, (arrival, msg, image, encoding) in batch.items():
             t0 = time.perf_counter()
-            if isinstance(msg, tuple):  # a raw frame, converted by _on_image
-                msg, image, encoding = msg
-            else:
+            if image is None:  # compressed: decoded here, off the executor
                 try:
                     image, encoding = compressed_to_array(msg)
                 except ValueError as e:
@@ -272,24 +279,30 @@ class DetectorNode(LifecycleNode):
                     continue
             frames.append(Frame(camera, image, encoding, stamp_to_ns(msg.header.stamp),
                                 msg.header.frame_id, self._intrinsics.get(camera)))
+            arrivals.append(arrival)
             self.stats.stage("convert", time.perf_counter() - t0)
         if not frames:
             return
         self.stats.batch(len(frames))
         self._apply_tf(pipeline, frames)
-        for result in pipeline.process(frames):
+        for result, arrival in zip(pipeline.process(frames), arrivals):
             t0 = time.perf_counter()
-            self._publish(result, pipeline)
+            self._publish(result, pipeline, arrival)
             for stage, seconds in result.times.items():
                 self.stats.stage(stage, seconds)
             self.stats.stage("publish", time.perf_counter() - t0)
 
-    def _publish(self, result: Any, pipeline: HazardPipeline) -> None:
+    def _publish(self, result: Any, pipeline: HazardPipeline, arrival: int) -> None:
         cfg, frame = self.config, result.frame
         msg = hazards_to_msg(result, cfg.base_frame, pipeline.detector.model_id, 0.0)
-        now = self.get_clock().now().nanoseconds
-        msg.latency_s = (now - frame.stamp_ns) * 1e-9
-        self._pubs["hazards"].publish(msg)
+        with self._publish_lock:  # each camera's hazards go out in arrival order
+            if arrival < self._last_published.get(frame.camera, -1):
+                self.stats.late_result()  # another worker published a newer frame first
+                return
+            self._last_published[frame.camera] = arrival
+            now = self.get_clock().now().nanoseconds
+            msg.latency_s = (now - frame.stamp_ns) * 1e-9
+            self._pubs["hazards"].publish(msg)
         self.stats.published(msg.latency_s)
         debug, markers = self._pubs["debug"], self._pubs["markers"]
         if debug.get_subscription_count() > 0:

@@ -55,6 +55,11 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_threads", 0, "CPU threads for the model (process-wide torch "
               "setting); 0 = torch's default. On a small shared CPU 1 is often fastest",
               (0, 256), read_only=True),
+    ParamSpec("worker_threads", 1, "processing threads sharing the model; each takes the "
+              "latest frame when free, so a frame waits only while all are busy. With "
+              "inference_threads 1, 2 workers on a 2-core CPU keep up with a camera one cannot. "
+              "A result finishing after a newer frame of its camera was published is dropped "
+              "(late_dropped)", (1, 16), read_only=True),
     ParamSpec("worker_nice", 0, "niceness added to the processing thread so frame intake "
               "wins the CPU over processing (0 = same priority; >0 lets the DDS reader keep up "
               "but pays for deserializing frames that are then skipped)", (0, 19),
@@ -83,6 +88,7 @@ class DetectorParams:
     nms_iou: float
     enabled_classes: tuple[str, ...]
     inference_threads: int
+    worker_threads: int
     worker_nice: int
     max_detections: int
     base_frame: str

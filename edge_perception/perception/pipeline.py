@@ -76,7 +76,9 @@ def _no_ground(n: int) -> GroundEstimates:
 
 
 class HazardPipeline:
-    """Detector + ground geometry for several cameras. Not thread-safe: one worker calls it."""
+    """Detector + ground geometry for several cameras. Several worker threads may call
+    `process` at once (as many run the model together as the detector's `concurrency`); the
+    per-camera caches are plain dicts whose races only recompute a projector."""
 
     def __init__(self, detector: Detector, mount: CameraMount) -> None:
         self.detector = detector

@@ -1,9 +1,10 @@
-"""Latest-frame-wins slots, one per camera, and the one worker thread that drains them.
+"""Latest-frame-wins slots, one per camera, and the worker thread(s) that drain them.
 
 A callback `put`s whatever arrived (a message, a frame) into its camera's slot, replacing an
-item the worker has not taken yet (counted as skipped): there is never a backlog. The worker
-takes every filled slot at once, so frames from several cameras that are waiting together are
-handled as one batch.
+item no worker has taken yet (counted as skipped): there is never a backlog. A worker takes
+every filled slot at once, so frames from several cameras that are waiting together are handled
+as one batch. With several worker threads, a frame waits only while every worker is busy: on a
+CPU where one model call uses one core, two workers keep up with a camera that one cannot.
 """
 
 from __future__ import annotations
@@ -63,22 +64,27 @@ class LatestSlots:
 
 
 class SlotWorker:
-    """A thread calling `handle(batch)` with every batch `slots.take_all` yields until `stop`.
-    Exceptions from `handle` go to `on_error` (the thread keeps running). `nice` > 0 lowers the
-    thread's scheduling priority (Linux: per thread) so that taking in frames, which must keep
-    up with the camera, wins the CPU over processing, which skips frames anyway."""
+    """`threads` threads calling `handle(batch)` with every batch `slots.take_all` yields until
+    `stop` (with more than one, `handle` runs concurrently and results may finish out of
+    order). Exceptions from `handle` go to `on_error` (the thread keeps running). `nice` > 0
+    lowers the threads' scheduling priority (Linux: per thread) so that taking in frames, which
+    must keep up with the camera, wins the CPU over processing, which skips frames anyway."""
 
     def __init__(self, slots: LatestSlots, handle: Callable[[dict[Hashable, Any]], None],
                  on_error: Callable[[BaseException], None], name: str = "slot-worker",
-                 nice: int = 0) -> None:
+                 nice: int = 0, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self._slots, self._handle, self._on_error = slots, handle, on_error
         self._nice = nice
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}" if threads > 1
+                                          else name, daemon=True) for i in range(threads)]
 
     def start(self) -> None:
         self._slots.reopen()
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def _run(self) -> None:
         if self._nice > 0 and hasattr(os, "setpriority"):
@@ -100,9 +106,11 @@ class SlotWorker:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._slots.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        """True while any of the threads runs."""
+        return any(t.is_alive() for t in self._threads)

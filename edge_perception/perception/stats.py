@@ -72,6 +72,7 @@ class PipelineStats:
         self.stages = {s: Window(window) for s in self.STAGES}
         self.rejected = 0
         self.errors = 0
+        self.late = 0  # results dropped: another worker had published a newer frame
         self.last_rejection = ""
 
     def frame_in(self) -> None:
@@ -86,6 +87,10 @@ class PipelineStats:
     def error(self) -> None:
         with self._lock:
             self.errors += 1
+
+    def late_result(self) -> None:
+        with self._lock:
+            self.late += 1
 
     def stage(self, name: str, seconds: float) -> None:
         with self._lock:
@@ -106,7 +111,7 @@ class PipelineStats:
             out: dict[str, float | int | str] = {
                 "input_fps": self.input.rate(), "processed_fps": self.processed.rate(),
                 "frames_in": self.input.total, "frames_processed": self.processed.total,
-                "rejected": self.rejected, "errors": self.errors,
+                "rejected": self.rejected, "errors": self.errors, "late_dropped": self.late,
                 "latency_p50_ms": 1e3 * self.latency.percentile(50),
                 "latency_p99_ms": 1e3 * self.latency.percentile(99),
                 "batch_mean": self.batch_size.mean(),

@@ -3,7 +3,7 @@
 One pass per output pixel: sample the source bilinearly (cv2 INTER_LINEAR geometry: half-pixel
 centres, coordinates clamped at the border), convert to RGB, normalise, write CHW. Sources are
 a flat uint8 buffer plus a row step, so row padding costs nothing and one compiled signature
-serves every image.
+serves every image. The kernels release the GIL, so detector workers preprocess concurrently.
 
 Every index, offset and size is unsigned (uint64 scalars and tables; `Preprocessor` converts
 them): with a signed index Numba emits a negative-index wraparound test on every load, which
@@ -50,7 +50,7 @@ def sample_table(dst: int, pad: int, new: int, src: int, stride: int = 1
     return i0 * np.uint64(stride), i1 * np.uint64(stride), (s - i0).astype(np.float32)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def letterbox_packed(src: np.ndarray, step: int, row_bytes: int, ci_r: int, ci_g: int,
                      ci_b: int, out: np.ndarray, pad_x: int, pad_y: int, new_w: int, new_h: int,
                      x0s: np.ndarray, x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray,
@@ -100,7 +100,7 @@ def _yuv_tap(src: np.ndarray, row: int, x: int, oy: int, ou: int, ov: int
     return _yuv_rgb(int(src[row + x + x + oy]), int(src[pair + ou]), int(src[pair + ov]))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def letterbox_yuv422(src: np.ndarray, step: int, oy: int, ou: int, ov: int, out: np.ndarray,
                      pad_x: int, pad_y: int, new_w: int, new_h: int, x0s: np.ndarray,
                      x1s: np.ndarray, wxs: np.ndarray, y0s: np.ndarray, y1s: np.ndarray,

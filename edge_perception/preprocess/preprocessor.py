@@ -14,7 +14,7 @@ from .errors import ImageFormatError
 from .image import ENCODINGS, Encoding, encoding_info
 from .letterbox import Letterbox
 
-__all__ = ["Preprocessor"]
+__all__ = ["Preprocessor", "require_threadsafe_kernels"]
 
 DEVICES = ("cpu", "cuda")
 _Geometry = tuple[Letterbox, tuple[np.ndarray, ...]]
@@ -172,6 +172,23 @@ class Preprocessor:
         if self.device == "cuda":
             self._cuda.synchronize()
         return time.perf_counter() - t0
+
+
+def require_threadsafe_kernels() -> None:
+    """Make the CPU kernels safe to launch from several threads at once: Numba's `workqueue`
+    threading layer aborts the process on concurrent launches, `omp` and `tbb` do not. Before
+    the first parallel kernel runs this restricts Numba's choice to those two; afterwards it
+    checks the layer in use and raises RuntimeError if it is `workqueue`."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer can still be chosen
+        layer = numba.config.THREADING_LAYER
+        if layer == "default":
+            numba.config.THREADING_LAYER = "threadsafe"
+    if layer == "workqueue":
+        raise RuntimeError("concurrent preprocessing needs Numba's omp or tbb threading layer, "
+                           "but this process uses workqueue (set NUMBA_THREADING_LAYER=omp, "
+                           "or use one worker thread)")
 
 
 def _flat_source(image: np.ndarray, enc: Encoding) -> tuple[np.ndarray, int, int, int]:
