@@ -46,6 +46,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--qat-steps", type=int, default=0,
                    help="quantization-aware fine-tuning batches (0: post-training only)")
     p.add_argument("--qat-lr", type=float, default=1e-4)
+    p.add_argument("--qat-init", default="histogram", choices=("histogram", "minmax"),
+                   help="QAT activation ranges: fixed at the post-training histogram "
+                        "observer's choice on the calibration images, or observed during the "
+                        "first half of the steps (moving-average min/max)")
     p.add_argument("--qat-batch-size", type=int, default=16)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/edge_perception"),
                    help="training image cache (QAT), as for train")
@@ -93,9 +97,11 @@ def main(args: argparse.Namespace) -> int:
     if args.qat_steps:
         if float_modules:
             raise SystemExit("--float-modules applies to post-training quantization only")
-        q = _qat(fp32.module, spec, data, example, backend, args)
+        q = _qat(fp32.module, spec, data, calib, backend, args)
         method = {"method": "qat", "qat_steps": args.qat_steps, "qat_lr": args.qat_lr,
-                  "qat_batch_size": args.qat_batch_size, "seed": args.seed}
+                  "qat_batch_size": args.qat_batch_size, "qat_init": args.qat_init,
+                  "calibration_images": len(calib) if args.qat_init == "histogram" else 0,
+                  "seed": args.seed}
     else:
         q = quantize_fx(fp32.module, calib, backend, example, float_modules)
         method = {"method": "ptq", "float_modules": list(float_modules),
@@ -116,13 +122,18 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _qat(module: torch.nn.Module, spec: ModelSpec, data: DataSpec, example: torch.Tensor,
+def _qat(module: torch.nn.Module, spec: ModelSpec, data: DataSpec, calib: list[torch.Tensor],
          backend: str, args: argparse.Namespace) -> torch.nn.Module:
-    """Quantization-aware fine-tuning on augmented training batches (as `train` makes them)."""
+    """Quantization-aware fine-tuning on augmented training batches (as `train` makes them),
+    activation ranges from the histogram observer on `calib` unless --qat-init minmax."""
     from ..train.data import Augmenter, ImageCache
     from ..train.engine import batches
     from ..train.loss import DetectionLoss
-    from ..train.qat import qat_finetune
+    from ..train.qat import histogram_ranges, qat_finetune
+
+    example = calib[0]
+    ranges = (histogram_ranges(module, example, backend, calib)
+              if args.qat_init == "histogram" else None)
 
     torch.manual_seed(args.seed)
     cache = ImageCache(data.images("train"), 416, Path(args.cache_dir))
@@ -130,7 +141,8 @@ def _qat(module: torch.nn.Module, spec: ModelSpec, data: DataSpec, example: torc
     # A seed/epoch pair the float training did not use, so these are fresh canvases.
     stream = batches(aug, len(cache), args.qat_batch_size, args.seed + 1000, 0, spec)
     return qat_finetune(module, example, backend, stream, args.qat_steps,
-                        DetectionLoss(spec.strides, len(spec.class_names)), lr=args.qat_lr)
+                        DetectionLoss(spec.strides, len(spec.class_names)), lr=args.qat_lr,
+                        activation_ranges=ranges)
 
 
 def check_onnx(path: Path, module: torch.nn.Module, inputs: list[torch.Tensor]) -> float:
