@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -163,6 +164,36 @@ def test_int8_quantization_tracks_fp32_and_saves_as_torchscript(tmp_path):
         assert float((r - g).abs().max()) < 0.1 * float(r.abs().max()) + 0.05
 
 
+def test_qat_from_histogram_ranges_starts_where_post_training_quantization_ends(tmp_path):
+    """QAT initialised from the histogram observer: every activation quantizer of the QAT
+    graph gets the range post-training quantization chose for the same graph point, so
+    converting before any training step gives the PTQ model's outputs. Ranges landing on
+    the wrong quantizers would change the outputs far beyond rounding."""
+    from torch.ao.nn.intrinsic import qat as nniqat
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    from edge_perception.train.qat import histogram_ranges, prepare_qat, set_activation_ranges
+
+    if "x86" not in torch.backends.quantized.supported_engines:
+        pytest.skip("x86 quantized engine not available")
+    fp32 = load_model_file(_random_model(tmp_path), torch.device("cpu")).module
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(1, 3, 128, 224, generator=gen) for _ in range(4)]
+    ptq = quantize_fx(fp32, calib, "x86", calib[0])
+    ranges = histogram_ranges(fp32, calib[0], "x86", calib)
+    qat = prepare_qat(fp32, calib[0], "x86")
+    assert set_activation_ranges(qat, ranges) == len(ranges) > 50
+    qat.apply(nniqat.freeze_bn_stats)
+    converted = convert_fx(qat.eval())
+    with pytest.raises(ValueError, match="no activation fake quantizer"):
+        set_activation_ranges(prepare_qat(fp32, calib[0], "x86"), {"nope": (0.0, 1.0)})
+    x = torch.randn(1, 3, 128, 224, generator=gen)
+    with torch.inference_mode():
+        for a, b in zip(ptq(x), converted(x)):
+            scale = float(a.abs().max())
+            assert float((a - b).abs().max()) < 0.02 * scale + 1e-3
+
+
 def test_detector_maps_boxes_to_original_pixels(tmp_path):
     det = load_detector(_random_model(tmp_path), "cpu", DetectorConfig(score_threshold=0.0))
     assert det.device.type == "cpu"
@@ -223,6 +254,29 @@ def test_concurrent_detect_calls_match_sequential_ones():
             assert [d.class_id for d in dets] == [d.class_id for d in expected[i]]
             np.testing.assert_allclose([d.box + (d.score,) for d in dets],
                                        [d.box + (d.score,) for d in expected[i]], atol=1e-4)
+
+
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_concurrent_detector_needs_a_thread_safe_numba_layer(layer):
+    """Numba's workqueue layer aborts the process on concurrent kernel launches: a Detector
+    with concurrency > 1 picks omp/tbb when it may, and refuses clearly when workqueue is set."""
+    code = ("import numba, sys\n"
+            "from edge_perception.detect.detector import load_detector\n"
+            "try:\n"
+            "    load_detector(None, 'cpu', concurrency=2).warmup()\n"
+            "except RuntimeError as e:\n"
+            "    print('refused:', e); sys.exit(0)\n"
+            "print('layer:', numba.threading_layer())\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if layer == "workqueue":
+        assert "refused:" in out.stdout and "omp or tbb" in out.stdout
+    else:
+        assert out.stdout.strip().split()[-1] in ("omp", "tbb")
 
 
 def test_load_detector_missing_file_is_clear(tmp_path):

@@ -98,6 +98,20 @@ class Graph:
             time.sleep(0.02)
         return None
 
+    def burst(self, image: np.ndarray, n: int, gap_s: float) -> tuple[list[int], list[int]]:
+        """Send `n` raw frames `gap_s` apart and wait until the newest is served. Returns the
+        stamps sent and those served, in the order their hazards arrived."""
+        n0 = len(self.hazards)
+        stamps = [self.now_ns() + i for i in range(n)]
+        for s in stamps:
+            self.send_raw(image, s)
+            time.sleep(gap_s)
+        assert self.wait(lambda: self.hazard_for(stamps[-1])), "the newest frame was not served"
+        time.sleep(0.5)
+        sent = set(stamps)
+        return stamps, [t for t in (stamp_to_ns(h.header.stamp) for h in self.hazards[n0:])
+                        if t in sent]
+
     def hazard_for(self, stamp_ns: int) -> RoadHazardArray | None:
         return next((h for h in self.hazards if stamp_to_ns(h.header.stamp) == stamp_ns), None)
 
@@ -210,15 +224,7 @@ def test_two_cameras_raw_and_compressed_are_batched(graph: Graph, road) -> None:
 
 def test_burst_latest_frame_wins(graph: Graph, road) -> None:
     _, skipped0 = graph.node.slots.totals()
-    n0 = len(graph.hazards)
-    stamps = [graph.now_ns() + i for i in range(40)]
-    for s in stamps:
-        graph.send_raw(road, s)
-        time.sleep(0.005)
-    assert graph.wait(lambda: graph.hazard_for(stamps[-1])), "the newest frame was not served"
-    time.sleep(0.5)
-    served = [stamp_to_ns(h.header.stamp) for h in graph.hazards[n0:]]
-    served = [s for s in served if s in stamps]
+    stamps, served = graph.burst(road, 40, 0.005)
     assert len(served) < len(stamps)  # no backlog: frames of the burst were skipped
     assert served == sorted(served)
     assert graph.node.slots.totals()[1] > skipped0
