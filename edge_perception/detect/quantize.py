@@ -15,7 +15,7 @@ from torch import nn
 if TYPE_CHECKING:
     from torch.ao.quantization import QConfigMapping
 
-__all__ = ["default_backend", "qconfig_mapping", "quantize_fx", "export_onnx",
+__all__ = ["default_backend", "qconfig_mapping", "calibrate_fx", "quantize_fx", "export_onnx",
            "quantize_onnx_qdq"]
 
 
@@ -56,12 +56,12 @@ def qconfig_mapping(backend: str, qat: bool = False) -> QConfigMapping:
     return base.set_global(QConfig(activation=act, weight=wq))
 
 
-def quantize_fx(model: nn.Module, calibration: Iterable[torch.Tensor], backend: str,
-                example: torch.Tensor, float_modules: tuple[str, ...] = ()) -> nn.Module:
-    """Static INT8 (see `qconfig_mapping`), activations observed on `calibration` batches.
-    Modules named in `float_modules` (qualified names, e.g. the heads' last convs) stay in
-    float."""
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+def calibrate_fx(model: nn.Module, calibration: Iterable[torch.Tensor], backend: str,
+                 example: torch.Tensor, float_modules: tuple[str, ...] = ()) -> nn.Module:
+    """A copy of `model` prepared for static quantization (see `qconfig_mapping`) whose
+    observers have seen the `calibration` batches. Modules named in `float_modules` (qualified
+    names, e.g. the heads' last convs) get no observers and stay in float."""
+    from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = backend
     qmap = qconfig_mapping(backend)
@@ -71,7 +71,15 @@ def quantize_fx(model: nn.Module, calibration: Iterable[torch.Tensor], backend: 
     with torch.inference_mode():
         for x in calibration:
             prepared(x)
-    return convert_fx(prepared)
+    return prepared
+
+
+def quantize_fx(model: nn.Module, calibration: Iterable[torch.Tensor], backend: str,
+                example: torch.Tensor, float_modules: tuple[str, ...] = ()) -> nn.Module:
+    """Static INT8: `calibrate_fx`, then convert."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    return convert_fx(calibrate_fx(model, calibration, backend, example, float_modules))
 
 
 def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int = 17) -> None:

@@ -45,15 +45,10 @@ def histogram_ranges(model: nn.Module, example: torch.Tensor, backend: str,
     histogram observers (which clip outliers to minimise quantization error) after observing
     `calibration` batches, by observer name in the FX graph."""
     from torch.ao.quantization.observer import HistogramObserver
-    from torch.ao.quantization.quantize_fx import prepare_fx
 
-    from ..detect.quantize import qconfig_mapping
+    from ..detect.quantize import calibrate_fx
 
-    torch.backends.quantized.engine = backend
-    prepared = prepare_fx(copy.deepcopy(model).eval(), qconfig_mapping(backend), (example,))
-    with torch.inference_mode():
-        for x in calibration:
-            prepared(x)
+    prepared = calibrate_fx(model, calibration, backend, example)
     ranges = {}
     for name, m in prepared.named_modules():
         if isinstance(m, HistogramObserver):
