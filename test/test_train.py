@@ -19,7 +19,6 @@ from edge_perception.train.data import Augmenter, ImageCache, read_data_yaml
 from detector_helpers import sample_data_yaml
 
 
-
 def test_augmenter_keeps_boxes_on_the_object(tmp_path):
     spec = read_data_yaml(sample_data_yaml(tmp_path))
     images = spec.images("train")[:6]

@@ -17,7 +17,7 @@ from .letterbox import Letterbox
 __all__ = ["Preprocessor", "require_threadsafe_kernels"]
 
 DEVICES = ("cpu", "cuda")
-_Geometry = tuple[Letterbox, tuple[np.ndarray, ...]]
+_Geometry = tuple[Letterbox, tuple[Any, ...]]
 
 
 class Preprocessor:
@@ -82,17 +82,20 @@ class Preprocessor:
         return self._geometry(width, height, 1)[0]
 
     def _geometry(self, width: int, height: int, x_stride: int) -> _Geometry:
-        """Letterbox and sampling tables (x in units of x_stride bytes) of a source size,
-        computed once per size."""
+        """Letterbox of a source size and the CPU kernels' geometry arguments for it, computed
+        once per size: the placed image (pad x, pad y, width, height) and the sampling tables
+        (x in units of x_stride bytes), all unsigned (see _cpu)."""
         key = (width, height, x_stride)
         hit = self._letterboxes.get(key)
         if hit is None:
             if len(self._letterboxes) >= 16:
                 self._letterboxes.clear()
             lb = Letterbox.fit(width, height, self.spec.input_width, self.spec.input_height)
-            tables = (sample_table(lb.dst_width, lb.pad_x, lb.new_width, width, x_stride)
-                      + sample_table(lb.dst_height, lb.pad_y, lb.new_height, height))
-            hit = self._letterboxes[key] = (lb, tables)
+            u = np.uint64
+            kernel_args = ((u(lb.pad_x), u(lb.pad_y), u(lb.new_width), u(lb.new_height))
+                           + sample_table(lb.dst_width, lb.pad_x, lb.new_width, width, x_stride)
+                           + sample_table(lb.dst_height, lb.pad_y, lb.new_height, height))
+            hit = self._letterboxes[key] = (lb, kernel_args)
         return hit
 
     def __call__(self, image: np.ndarray, encoding: str) -> tuple[Any, Letterbox]:
@@ -101,11 +104,11 @@ class Preprocessor:
         enc = encoding_info(encoding)
         flat, step, h, w = _flat_source(image, enc)
         packed = enc.kind != "yuv422"
-        lb, tables = self._geometry(w, h, enc.bytes_per_pixel if packed else 1)
-        box = (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height)
+        lb, geometry = self._geometry(w, h, enc.bytes_per_pixel if packed else 1)
         pad = float(self.spec.pad)
         if self.device == "cuda":
-            self._run_cuda(flat, step, h, w, enc, box + (pad,))
+            self._run_cuda(flat, step, h, w, enc,
+                           (lb.pad_x, lb.pad_y, lb.new_width, lb.new_height, pad))
             return self._out, lb
         before = numba.get_num_threads() if self.threads is not None else 0
         if before:
@@ -113,17 +116,16 @@ class Preprocessor:
         try:
             # The kernels index with unsigned integers only (see _cpu).
             u = np.uint64
-            ubox = (u(lb.pad_x), u(lb.pad_y), u(lb.new_width), u(lb.new_height))
             channels = (u(enc.r), u(enc.g), u(enc.b))
             if packed:
                 row_bytes = w * enc.bytes_per_pixel
                 if self._scratch.shape[1] < row_bytes:
                     self._scratch = np.empty((numba.config.NUMBA_NUM_THREADS, row_bytes),
                                              np.float32)
-                letterbox_packed(flat, u(step), u(row_bytes), *channels, self._out[0], *ubox,
-                                 *tables, pad, self._a, self._b, self._scratch)
+                letterbox_packed(flat, u(step), u(row_bytes), *channels, self._out[0],
+                                 *geometry, pad, self._a, self._b, self._scratch)
             else:
-                letterbox_yuv422(flat, u(step), *channels, self._out[0], *ubox, *tables, pad,
+                letterbox_yuv422(flat, u(step), *channels, self._out[0], *geometry, pad,
                                  self._a, self._b)
         finally:
             if before:
