@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
 import time
+
+import pytest
 
 from edge_perception.learn.chaos import FaultProxy
 from edge_perception.learn.crashtest import server_sample_counts
@@ -14,7 +17,7 @@ from edge_perception.learn.sample import Reason, Sample, SampleDetection
 from edge_perception.learn.store import SampleStore
 from edge_perception.learn.transport import HttpTransport, TokenBucket
 from edge_perception.learn.uploader import Uploader, UploaderConfig, backoff_delay
-from edge_perception.learn.writer import SampleWriter
+from edge_perception.learn.writer import BACKGROUND_NICE, SampleWriter
 
 TOKEN = "uploader-test-token-0123456789"
 FAST = dict(batch_max_age_s=0.0, poll_interval_s=0.02, backoff_base_s=0.02, backoff_max_s=0.2)
@@ -187,3 +190,39 @@ def test_writer_never_blocks_the_producer(tmp_path):
         writer.stop()
     assert took < 0.5, took  # 50 hand-offs while the worker is stuck: no waiting
     assert writer.counters["dropped_full"] == 50 - sum(accepted) >= 40
+
+
+def _policy(tid: int) -> tuple[int, int]:
+    return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+def test_writer_and_upload_threads_are_background_work(tmp_path):
+    """Blur, JPEG, store and upload must take only CPU time the detector leaves: their
+    threads run SCHED_IDLE (and niced), the caller's thread is left alone."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def process(i: int) -> Sample:
+        seen["writer"] = _policy(threading.get_native_id())
+        return sample(i)
+
+    caller = _policy(threading.get_native_id())
+    with SampleStore(tmp_path / "car") as store:
+        writer = SampleWriter(store, process)
+        writer.start()
+        writer.submit(1)
+        assert wait_for(lambda: writer.counters["stored"] == 1)
+        writer.stop()
+        up = Uploader(store, HttpTransport(f"http://127.0.0.1:{free_port()}", TOKEN),
+                      UploaderConfig("car", **FAST))
+        up.start()  # the thread lowers itself first thing; the server is down meanwhile
+        tid = up._thread.native_id if up._thread is not None else None
+        assert tid is not None
+        wait_for(lambda: _policy(tid)[0] == os.SCHED_IDLE, 5.0)
+        seen["upload"] = _policy(tid)
+        up.stop()
+    for name in ("writer", "upload"):
+        policy, nice = seen[name]
+        assert policy == os.SCHED_IDLE, name
+        assert nice >= min(19, caller[1] + BACKGROUND_NICE), name
+    assert _policy(threading.get_native_id()) == caller

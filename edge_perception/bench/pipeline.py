@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["get_args_parser", "main", "pick_model", "run_once"]
+__all__ = ["get_args_parser", "main", "pick_model", "road_frames", "run_once"]
 
 TOPIC = "camera/image_raw"
 
@@ -51,24 +51,33 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 # -- the camera process ---------------------------------------------------------------------
-def _publisher(args: argparse.Namespace) -> int:
-    import rclpy
-    from sensor_msgs.msg import CameraInfo, Image
+def road_frames(width: int, height: int) -> tuple[list[np.ndarray], Any]:
+    """Four simulator frames (bgr8, a 90° camera 1.4 m above a road with hazards, moving 2 m
+    per frame) and their sensor_msgs/CameraInfo (header left to the caller)."""
+    from sensor_msgs.msg import CameraInfo
 
     from edge_perception.geometry import CameraIntrinsics, CameraMount
-    from edge_perception.nodes import qos
-    from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
     from edge_perception.sim import Scenario
 
-    w, h = args.width, args.height
-    intr = CameraIntrinsics.from_hfov(w, h, math.radians(90.0))
+    intr = CameraIntrinsics.from_hfov(width, height, math.radians(90.0))
     scenario = Scenario()
     renderer = scenario.renderer(intr, CameraMount(z=1.4, pitch=math.radians(6.0)), seed=0)
     frames = [renderer.render(scenario.hazards, x).image for x in (0.0, 2.0, 4.0, 6.0)]
     k = [float(v) for v in intr.K.reshape(-1)]
-    camera_info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5,
-                             k=k, r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    camera_info = CameraInfo(width=width, height=height, distortion_model="plumb_bob",
+                             d=[0.0] * 5, k=k, r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                              p=k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0])
+    return frames, camera_info
+
+
+def _publisher(args: argparse.Namespace) -> int:
+    import rclpy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from edge_perception.nodes import qos
+    from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
+
+    frames, camera_info = road_frames(args.width, args.height)
     rclpy.init(args=[])
     node = rclpy.create_node("bench_camera")
     pub = node.create_publisher(Image, TOPIC, qos.camera_output())

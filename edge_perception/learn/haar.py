@@ -6,9 +6,13 @@ formats and evaluates them the way OpenCV's detectMultiScale does: an image pyra
 window, each window's feature sums divided by (window area x pixel std-dev), stage by stage
 with early rejection, then `group_rectangles` (OpenCV's groupRectangles) of the hits.
 
-Limits: stumps only and no tilted features (the cascades we ship have neither); slower than
-OpenCV's C++ (a 640-pixel frame takes a fraction of a second), fine for the few frames that
-are kept for upload, not for every frame.
+The window scan is compiled with Numba and rejects each window at its first failing stage, as
+OpenCV's C++ does (a vectorised NumPy version that ran every stage over all surviving windows
+took 3-4x longer).
+
+Limits: stumps only and no tilted features (the cascades we ship have neither); still slower
+than OpenCV's C++ (both cascades on a 1280x720 frame, scanned at 640 pixels: a few hundred
+ms), fine for the few frames that are kept for upload, not for every frame.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numba
 import numpy as np
 
 __all__ = ["HaarCascade", "group_rectangles"]
@@ -89,6 +94,59 @@ def _parse(root: ET.Element) -> tuple[tuple[int, int], list[_Stage]]:
     return (w, h), stages
 
 
+@numba.njit(cache=True, nogil=True)
+def _scan_windows(s: np.ndarray, q: np.ndarray, W: int, H: int, step: int,
+                  first: np.ndarray, stage_thr: np.ndarray, rects: np.ndarray,
+                  thr: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Every window of the integral images `s` (sum) and `q` (sum of squares), stage by
+    stage with early rejection, as OpenCV evaluates a cascade: a weak classifier compares its
+    rectangle sum with threshold x window area x pixel std-dev (over the window less a 1-pixel
+    border) and adds its left or right leaf; a stage passes when the leaves reach its
+    threshold. Returns the (x, y) corners of windows that pass every stage."""
+    h, w = s.shape[0] - 1, s.shape[1] - 1
+    stride = w + 1
+    sf, qf = s.ravel(), q.ravel()
+    nrect = rects.shape[0]
+    off = np.empty((nrect, 3, 4), np.int64)  # each rectangle's corners, relative to a window
+    for f in range(nrect):
+        for j in range(3):
+            tl = int(rects[f, j, 1]) * stride + int(rects[f, j, 0])
+            off[f, j, 0] = tl
+            off[f, j, 1] = tl + int(rects[f, j, 2])
+            off[f, j, 2] = tl + int(rects[f, j, 3]) * stride
+            off[f, j, 3] = tl + int(rects[f, j, 3]) * stride + int(rects[f, j, 2])
+    area = (W - 2) * (H - 2)
+    n0, n1, n2, n3 = stride + 1, stride + W - 1, (H - 1) * stride + 1, (H - 1) * stride + W - 1
+    out = np.empty(((h - H) // step + 1) * ((w - W) // step + 1) * 2, np.int64)
+    n = 0
+    for y in range(0, h - H + 1, step):
+        for x in range(0, w - W + 1, step):
+            base = y * stride + x
+            vs = sf[base + n3] - sf[base + n1] - sf[base + n2] + sf[base + n0]
+            vq = qf[base + n3] - qf[base + n1] - qf[base + n2] + qf[base + n0]
+            nf = area * vq - vs * vs
+            nf = np.sqrt(nf) if nf > 0 else 1.0
+            passed = True
+            for k in range(stage_thr.size):
+                total = 0.0
+                for f in range(first[k], first[k + 1]):
+                    value = 0.0
+                    for j in range(3):
+                        wgt = rects[f, j, 4]
+                        if wgt != 0.0:
+                            value += wgt * (sf[base + off[f, j, 3]] - sf[base + off[f, j, 1]]
+                                            - sf[base + off[f, j, 2]] + sf[base + off[f, j, 0]])
+                    total += left[f] if value < thr[f] * nf else right[f]
+                if total < stage_thr[k]:
+                    passed = False
+                    break
+            if passed:
+                out[2 * n] = x
+                out[2 * n + 1] = y
+                n += 1
+    return out[:2 * n].reshape(n, 2)
+
+
 class HaarCascade:
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
@@ -98,6 +156,13 @@ class HaarCascade:
         self.window, self.stages = _parse(ET.fromstring(data))
         if not self.stages or min(self.window) < 3:
             raise ValueError(f"{path}: no stages or bad window size")
+        counts = np.array([len(st.thresholds) for st in self.stages], np.int64)
+        self._flat = (np.concatenate([[0], np.cumsum(counts)]),
+                      np.array([st.threshold for st in self.stages]),
+                      np.ascontiguousarray(np.concatenate([st.rects for st in self.stages])),
+                      np.concatenate([st.thresholds for st in self.stages]),
+                      np.concatenate([st.left for st in self.stages]),
+                      np.concatenate([st.right for st in self.stages]))
 
     def _scan(self, gray: np.ndarray, step: int) -> np.ndarray:
         """(N, 2) top-left corners (x, y) of windows that pass every stage."""
@@ -110,42 +175,7 @@ class HaarCascade:
         s[1:, 1:] = g.cumsum(0).cumsum(1)
         q = np.zeros((h + 1, w + 1))
         q[1:, 1:] = (g * g).cumsum(0).cumsum(1)
-        stride = w + 1
-        ys, xs = np.mgrid[0:h - H + 1:step, 0:w - W + 1:step]
-        x, y = xs.ravel(), ys.ravel()
-        base = y * stride + x  # flat index of each window's top-left corner
-        sf, qf = s.ravel(), q.ravel()
-
-        def corners(rx: np.ndarray | int, ry: np.ndarray | int, rw: np.ndarray | int,
-                    rh: np.ndarray | int) -> tuple[np.ndarray | int, ...]:
-            tl = ry * stride + rx
-            return tl, tl + rw, tl + rh * stride, tl + rh * stride + rw
-
-        def box(t: np.ndarray, b: np.ndarray, c: tuple[np.ndarray | int, ...]) -> np.ndarray:
-            a, bb, cc, d = (np.take(t, b + off) for off in c)
-            return d - bb - cc + a
-
-        area = (W - 2) * (H - 2)
-        norm = corners(1, 1, W - 2, H - 2)
-        vs = box(sf, base, norm)
-        vq = box(qf, base, norm)
-        nf = area * vq - vs * vs
-        nf = np.where(nf > 0, np.sqrt(np.maximum(nf, 0)), 1.0)
-        for st in self.stages:
-            r = st.rects.astype(np.int64)
-            value = np.zeros((base.size, len(st.thresholds)))
-            for j in range(3):
-                wgt = st.rects[:, j, 4]
-                if not wgt.any():
-                    continue
-                c = corners(r[:, j, 0], r[:, j, 1], r[:, j, 2], r[:, j, 3])
-                value += wgt * box(sf, base[:, None], c)
-            leaf = np.where(value < st.thresholds * nf[:, None], st.left, st.right)
-            keep = leaf.sum(1) >= st.threshold
-            base, x, y, nf = base[keep], x[keep], y[keep], nf[keep]
-            if x.size == 0:
-                break
-        return np.stack([x, y], 1)
+        return _scan_windows(s, q, W, H, step, *self._flat)
 
     def detect(self, gray: np.ndarray, scale_factor: float = 1.1, min_neighbors: int = 3,
                min_size: int = 0, max_side: int = 640) -> list[tuple[int, int, int, int]]:

@@ -17,7 +17,6 @@ personal data.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from edge_perception.learn.haar import HaarCascade
+from edge_perception.learn.writer import BACKGROUND_NICE, lower_thread_priority
 
 __all__ = ["PrivacyConfig", "PrivacyFilter", "BlurProcess", "Region", "encode_jpeg",
            "DATA_DIR"]
@@ -107,11 +107,7 @@ _worker_filter: PrivacyFilter | None = None
 
 def _init_worker(config: PrivacyConfig, nice: int) -> None:
     global _worker_filter
-    if nice > 0:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
+    lower_thread_priority(nice)  # this process's one thread: SCHED_IDLE + nice
     cv2.setNumThreads(1)
     _worker_filter = PrivacyFilter(config)
 
@@ -123,11 +119,11 @@ def _blur_encode(bgr: np.ndarray, quality: int) -> tuple[bytes, list[Region]]:
 
 
 class BlurProcess:
-    """`PrivacyFilter.blur` + JPEG encoding in a separate, niced process, so the detection
-    process keeps its GIL and, on a busy CPU, its priority. Spawned (not forked: the caller
-    may run DDS threads). `blur_encode` blocks the calling (worker) thread only."""
+    """`PrivacyFilter.blur` + JPEG encoding in a separate background process (SCHED_IDLE and
+    niced: `lower_thread_priority`), so the detection process keeps its GIL and, on a busy
+    CPU, its cores. Spawned (not forked: the caller may run DDS threads). `blur_encode` blocks the calling (worker) thread only."""
 
-    def __init__(self, config: PrivacyConfig | None = None, nice: int = 10) -> None:
+    def __init__(self, config: PrivacyConfig | None = None, nice: int = BACKGROUND_NICE) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
                                          initargs=(config or PrivacyConfig(), nice))

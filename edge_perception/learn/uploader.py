@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from edge_perception.learn.batch import build_batch
 from edge_perception.learn.store import SampleStore
 from edge_perception.learn.transport import Transport, TransportError
-from edge_perception.learn.writer import lower_thread_priority
+from edge_perception.learn.writer import BACKGROUND_NICE, lower_thread_priority
 
 __all__ = ["UploaderConfig", "Uploader", "backoff_delay"]
 
@@ -31,7 +31,7 @@ class UploaderConfig:
     poll_interval_s: float = 0.5
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
-    nice: int = 10  # added to the upload thread's nice value (Linux)
+    nice: int = BACKGROUND_NICE  # > 0: the upload thread is background work (SCHED_IDLE)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -16,14 +16,19 @@ from typing import Any, Generic, TypeVar
 from edge_perception.learn.sample import Sample
 from edge_perception.learn.store import SampleStore, StoreFull
 
-__all__ = ["SampleWriter", "lower_thread_priority"]
+__all__ = ["BACKGROUND_NICE", "SampleWriter", "lower_thread_priority"]
 
 T = TypeVar("T")
+BACKGROUND_NICE = 10  # with SCHED_IDLE: blur, JPEG, store and upload never compete
 
 
 def lower_thread_priority(nice: int) -> None:
-    """Raise the calling thread's nice value (Linux: per thread), so blur, JPEG and upload
-    work yields the CPU to the detector. Best effort: ignored where unsupported."""
+    """Make the calling thread background work (Linux: per thread; threads it starts inherit
+    this), so blur, JPEG and upload take only CPU time the detector leaves: `nice` > 0 puts it
+    in SCHED_IDLE (a waking normal thread preempts it at once, where a niced one still gets
+    its CFS share of a busy core) and adds `nice` to its nice value, which is what counts
+    where SCHED_IDLE is unavailable. 0 leaves it alone. Best effort: ignored where
+    unsupported."""
     if nice <= 0:
         return
     try:
@@ -31,12 +36,18 @@ def lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except (AttributeError, OSError):
         pass
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 _STOP = object()
 
 
 class SampleWriter(Generic[T]):
     def __init__(self, store: SampleStore, process: Callable[[T], Sample | None],
-                 maxsize: int = 8, nice: int = 10) -> None:
+                 maxsize: int = 8, nice: int = BACKGROUND_NICE) -> None:
         self.store = store
         self.nice = nice
         self.process = process

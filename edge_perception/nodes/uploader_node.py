@@ -33,6 +33,7 @@ from edge_perception.learn.selection import SelectionConfig
 from edge_perception.learn.store import SampleStore, StoreLocked
 from edge_perception.learn.transport import HttpTransport, TokenBucket
 from edge_perception.learn.uploader import Uploader, UploaderConfig
+from edge_perception.learn.writer import BACKGROUND_NICE, lower_thread_priority
 from edge_perception_msgs.msg import RoadHazardArray
 
 from . import qos
@@ -219,6 +220,10 @@ class UploaderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    # Background work, before DDS starts its threads (they inherit it): SCHED_IDLE + nice, so
+    # on a busy CPU this process takes only time the detector leaves (it then keeps fewer
+    # frames; the detector does not slow down).
+    lower_thread_priority(BACKGROUND_NICE)
     return run_node(UploaderNode, args, "sample_uploader_node")
 
 
