@@ -6,7 +6,7 @@
 * interference: latency of detector calls (`--workers` at once, as worker_threads runs them)
   in four modes: "off"; "upload", an Uploader thread in the detector's process draining a
   backlog over a bandwidth-capped link (as `edge-perception run` hosts the node); "upload+blur",
-  the same plus blurring and storing frames at `--keep-rate` per second (blur in a niced
+  the same plus blurring and storing frames at `--keep-rate` per second (blur in a background
   process, as in the node); and "node", the real sample_uploader_node in its own process, as
   vehicle.launch.py runs it, fed 1280x720 frames at `--rate` with in-band hazards by a camera
   process that runs in every mode (it keeps, blurs, stores and uploads). Each round runs one
@@ -340,8 +340,7 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
                     writer.start()
                 if mode == "node":
                     node.resume()
-                t_end = time.perf_counter()
-                next_keep = t_end
+                next_keep = time.perf_counter()
                 futures = [pool.submit(block, per_worker) for _ in range(args.workers)]
                 while mode == "upload+blur" and not all(f.done() for f in futures):
                     if time.perf_counter() >= next_keep:
@@ -354,6 +353,8 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
                 if mode == "upload" or mode == "upload+blur":
                     up.stop(timeout=60)
                 writer.stop(timeout=60)  # a blur in progress finishes first
+        if feeder.poll() is not None or node.proc.poll() is not None:
+            raise RuntimeError("the camera feeder or sample_uploader_node died during the run")
     finally:
         pool.shutdown()
         node.close()

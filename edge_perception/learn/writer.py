@@ -7,6 +7,7 @@ what it returns into the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -31,15 +32,11 @@ def lower_thread_priority(nice: int) -> None:
     unsupported."""
     if nice <= 0:
         return
-    try:
-        tid = threading.get_native_id()
+    tid = threading.get_native_id()
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError):
-        pass
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
 
 
 _STOP = object()
