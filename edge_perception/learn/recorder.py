@@ -8,9 +8,11 @@ detections, then on a worker thread select → blur → encode → store.
     recorder.request_capture()                           # on-demand trigger
 
 Frames wait (at most `pending_frames`, oldest dropped) until the detections with the same
-stamp arrive; the pair goes through a bounded non-blocking hand-off (SampleWriter) to the
-worker, which runs selection for every frame (tracking needs them all) and privacy blur and
-JPEG encoding only for the frames it keeps (by default in a separate niced process).
+stamp arrive. Selection then runs at once, in the caller, for every frame (tracking needs them
+all; it matches a few boxes, microseconds); only the frames it keeps go through a bounded
+non-blocking hand-off (SampleWriter) to the worker, which blurs, encodes and stores them (the
+blur in a separate background process by default). A slow blur therefore never hides frames
+from the tracker; a kept frame that finds the hand-off full is dropped and counted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from edge_perception.learn.privacy import BlurProcess, PrivacyConfig, PrivacyFilter, encode_jpeg
 from edge_perception.learn.sample import Sample, SampleDetection
-from edge_perception.learn.selection import SelectionConfig, Selector
+from edge_perception.learn.selection import Decision, SelectionConfig, Selector
 from edge_perception.learn.store import SampleStore
 from edge_perception.learn.writer import SampleWriter
 
@@ -49,8 +51,8 @@ class Frame:
     camera_info: dict[str, Any]
     detections: tuple[SampleDetection, ...]
     model_version: str
+    decision: Decision
     position: tuple[float, float, float] | None = None
-    capture: bool = False  # an on-demand capture was requested before this frame arrived
 
 
 class Recorder:
@@ -94,24 +96,25 @@ class Recorder:
     def on_detections(self, stamp_ns: int, detections: Sequence[SampleDetection],
                       model_version: str,
                       position: tuple[float, float, float] | None = None) -> bool:
-        """Pair with the frame of the same stamp and hand over; False if there is none."""
+        """Pair with the frame of the same stamp and select; hand a kept frame over. False if
+        there is no such frame or it is not kept (or the hand-off was full: counted)."""
         with self._lock:
             found = self._frames.pop(stamp_ns, None)
             if found is None:
                 return False
-            capture, self._capture = self._capture, False
-        bgr, info = found
+            bgr, info = found
+            if self.selector.image_size is None:
+                self.selector.image_size = (int(bgr.shape[1]), int(bgr.shape[0]))
+            if self._capture:
+                self._capture = False
+                self.selector.request_capture()
+            decision = self.selector.update(stamp_ns * 1e-9, detections)
+        if decision is None:
+            return False
         return self.writer.submit(Frame(stamp_ns, bgr, info, tuple(detections), model_version,
-                                        position, capture))
+                                        decision, position))
 
     def _process(self, f: Frame) -> Sample | None:
-        if self.selector.image_size is None:
-            self.selector.image_size = (int(f.bgr.shape[1]), int(f.bgr.shape[0]))
-        if f.capture:
-            self.selector.request_capture()
-        decision = self.selector.update(f.stamp_ns * 1e-9, f.detections)
-        if decision is None:
-            return None
         if self._blur_proc is not None:
             jpeg, regions = self._blur_proc.blur_encode(f.bgr, self.config.jpeg_quality)
         else:
@@ -122,4 +125,5 @@ class Recorder:
         return Sample(jpeg=jpeg,
                       detections=f.detections, model_version=f.model_version,
                       camera_info=f.camera_info, stamp=f.stamp_ns * 1e-9,
-                      reason=decision.reason, priority=decision.priority, position=f.position)
+                      reason=f.decision.reason, priority=f.decision.priority,
+                      position=f.position)
