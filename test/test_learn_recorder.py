@@ -31,7 +31,12 @@ def test_a_slow_blur_hides_no_frame_from_the_tracker(tmp_path):
         rec = Recorder(store, cfg)
         assert rec._blur_local is not None
         blur = rec._blur_local.blur
-        rec._blur_local.blur = lambda bgr: (gate.wait(10), blur(bgr))[1]  # type: ignore[method-assign]
+
+        def hanging_blur(bgr: np.ndarray):  # the first kept frame's blur waits for the gate
+            gate.wait(10)
+            return blur(bgr)
+
+        rec._blur_local.blur = hanging_blur  # type: ignore[method-assign]
         rec.start()
         try:
             scores = [[0.45]] + [[0.9]] * 5 + [[]]

@@ -121,7 +121,8 @@ def _blur_encode(bgr: np.ndarray, quality: int) -> tuple[bytes, list[Region]]:
 class BlurProcess:
     """`PrivacyFilter.blur` + JPEG encoding in a separate background process (SCHED_IDLE and
     niced: `lower_thread_priority`), so the detection process keeps its GIL and, on a busy
-    CPU, its cores. Spawned (not forked: the caller may run DDS threads). `blur_encode` blocks the calling (worker) thread only."""
+    CPU, its cores. Spawned (not forked: the caller may run DDS threads). `blur_encode`
+    blocks the calling (worker) thread only."""
 
     def __init__(self, config: PrivacyConfig | None = None, nice: int = BACKGROUND_NICE) -> None:
         ctx = multiprocessing.get_context("spawn")

@@ -9,9 +9,10 @@ samples, evictions, uploads, failures, online state.
 Callbacks only convert and hand over (the Recorder's selection, a few box matches, runs in
 the hazards callback so that it sees every frame); blur, JPEG and the SQLite store run on the
 Recorder's worker thread (the blur in a spawned process), uploads on the Uploader's thread
-(edge_perception.learn); all of it, and this process, as background work (SCHED_IDLE). A plain Node, like camera_node: there is no model to load or
-free, and a store that starts keeping and uploading as soon as the node runs is what a
-vehicle wants; the store's lock makes a second instance on the same folder fail early.
+(edge_perception.learn); all of it, and this process, as background work (SCHED_IDLE).
+A plain Node, like camera_node: there is no model to load or free, and a store that starts
+keeping and uploading as soon as the node runs is what a vehicle wants; the store's lock
+makes a second instance on the same folder fail early.
 """
 
 from __future__ import annotations
