@@ -327,22 +327,22 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
         per_worker = max(1, args.block // args.workers)
         for r in range(args.rounds):
             for mode in (MODES[i] for i in rng.permutation(len(MODES))):
-                if mode == "upload" or mode == "upload+blur":
+                up = writer = None
+                if mode in ("upload", "upload+blur"):
                     if store.stats().samples < 50:  # keep a backlog to send (not timed)
                         _fill(store, 100, start=1000 * (r + 1))
                     up = Uploader(store, transport, UploaderConfig(
                         "bench", batch_max_count=8, batch_max_age_s=0.0))
                     transport.stop.clear()
                     up.start()
-                writer: SampleWriter[int] = SampleWriter(store, process, maxsize=4)
-                kept = 0
                 if mode == "upload+blur":
+                    writer = SampleWriter(store, process, maxsize=4)
                     writer.start()
                 if mode == "node":
                     node.resume()
-                next_keep = time.perf_counter()
+                next_keep, kept = time.perf_counter(), 0
                 futures = [pool.submit(block, per_worker) for _ in range(args.workers)]
-                while mode == "upload+blur" and not all(f.done() for f in futures):
+                while writer is not None and not all(f.done() for f in futures):
                     if time.perf_counter() >= next_keep:
                         kept += 1
                         writer.submit(r * 1000 + kept)
@@ -350,9 +350,10 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
                     time.sleep(0.005)
                 lat[mode].append([x for f in futures for x in f.result()])
                 node.pause()
-                if mode == "upload" or mode == "upload+blur":
+                if up is not None:
                     up.stop(timeout=60)
-                writer.stop(timeout=60)  # a blur in progress finishes first
+                if writer is not None:
+                    writer.stop(timeout=60)  # a blur in progress finishes first
         if feeder.poll() is not None or node.proc.poll() is not None:
             raise RuntimeError("the camera feeder or sample_uploader_node died during the run")
     finally:
@@ -375,10 +376,10 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
         "node_kept": node_stats.counters["stored"] - prefilled,
         "node_acked": node_stats.counters["acked"]}
     for m in MODES:
-        out[f"p50_ms_{m}"] = float(np.percentile(arr[m], 50)) * 1e3
-        out[f"p99_ms_{m}"] = float(np.percentile(arr[m], 99)) * 1e3
+        p50, p99 = (float(v) for v in np.percentile(arr[m], [50, 99]))
+        out[f"p50_ms_{m}"], out[f"p99_ms_{m}"] = p50 * 1e3, p99 * 1e3
         if m != "off":
-            out[f"p99_increase_pct_{m}"] = (float(np.percentile(arr[m], 99)) / base - 1) * 100
+            out[f"p99_increase_pct_{m}"] = (p99 / base - 1) * 100
             out[f"p99_increase_ci95_{m}"] = list(_p99_ratio_ci(arr, m, rng))
     return out
 
