@@ -64,6 +64,17 @@ def test_shipped_int8_reproduces_its_recorded_metrics_on_the_sample():
     assert m.precision == pytest.approx(rec["precision"], abs=0.05)
 
 
+def test_bench_model_prints_fp32_and_int8_latency_of_the_shipped_models():
+    r = subprocess.run([str(CLI), "bench", "model", "--json", "--iterations", "3",
+                        "--warmup", "1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rec["bench"] == "model" and rec["input"] == "448x256" and rec["iterations"] == 3
+    assert rec["fp32_ms_median"] > 0 and rec["int8_ms_median"] > 0
+    assert rec["ratio_fp32_over_int8"] == pytest.approx(
+        rec["fp32_ms_median"] / rec["int8_ms_median"], rel=0.02)
+
+
 def test_make_run_main_job_prints_hazards_and_writes_the_strip(tmp_path):
     strip = tmp_path / "hazards.png"
     r = subprocess.run([str(CLI), "run", "--config", "config/params.yaml", "--nodes",

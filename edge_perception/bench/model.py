@@ -17,6 +17,7 @@ import torch
 
 from ..detect.detector import default_model_path, load_detector
 from ..detect.model_io import load_model_file
+from ..preprocess import Preprocessor
 
 __all__ = ["get_args_parser", "main"]
 
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     fp32 = load_model_file(fp32_path, torch.device("cpu"))
     spec = int8.spec
     frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), np.uint8)
-    x, _ = int8._pre(frame, "bgr8")
+    x, _ = Preprocessor(spec, device="cpu", threads=1)(frame, "bgr8")
     x = torch.from_numpy(x.copy())
     models = {"fp32": fp32.module, "int8": int8.model.module}
     times: dict[str, list[float]] = {k: [] for k in models}
