@@ -164,6 +164,42 @@ def test_int8_quantization_tracks_fp32_and_saves_as_torchscript(tmp_path):
         assert float((r - g).abs().max()) < 0.1 * float(r.abs().max()) + 0.05
 
 
+def test_int8_relu6_keeps_its_output_resolution_after_a_wide_convolution():
+    """Conv+BN+ReLU6 whose pre-activations span about -40..40 (the stem of the trained model
+    spanned -93..81). torch.ao does not fuse ReLU6, so the convolution's output used to be
+    quantized over that whole range and the ReLU6 output kept about 20 of 255 levels in
+    [0, 6]. The observer in front of a ReLU6 now records what the ReLU6 lets through."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    from edge_perception.detect.quantize import ReLU6InputObserver, calibrate_fx
+
+    if "x86" not in torch.backends.quantized.supported_engines:
+        pytest.skip("x86 quantized engine not available")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                              torch.nn.ReLU6(), torch.nn.Conv2d(16, 4, 1)).eval()
+    with torch.no_grad():  # channels stuck at 0 or 6 widen the range; 8 in-between ones
+        net[0].weight.mul_(5.0)
+        net[1].bias.copy_(torch.tensor([-40.0] * 4 + [40.0] * 4 + [3.0] * 8))
+    head = torch.nn.Sequential(*list(net)[:3]).eval()  # ends at the ReLU6
+    gen = torch.Generator().manual_seed(1)
+    calib = [torch.randn(2, 3, 32, 32, generator=gen) for _ in range(4)]
+    prepared = calibrate_fx(head, calib, "x86", calib[0])
+    observers = [m for m in prepared.modules() if isinstance(m, ReLU6InputObserver)]
+    assert len(observers) == 1
+    scale, zero_point = observers[0].calculate_qparams()
+    assert int(zero_point) == 0 and float(scale) <= 6.0 / 255 + 1e-6
+    q = convert_fx(prepared)
+    x = torch.randn(2, 3, 32, 32, generator=gen)
+    with torch.inference_mode():
+        ref, got = head(x)[:, 8:], q(x)[:, 8:]  # the channels that use [0, 6]
+    assert 0.3 < float((ref > 0).float().mean()) and float((ref < 6).float().mean()) > 0.3
+    assert float((ref - got).abs().mean()) < 0.02  # 80/255 steps would give about 0.08
+    # in a whole network the ReLU6's output observer is the same one
+    full = calibrate_fx(net, calib, "x86", calib[0])
+    assert sum(isinstance(m, ReLU6InputObserver) for m in full.modules()) == 1
+
+
 def test_qat_from_histogram_ranges_starts_where_post_training_quantization_ends(tmp_path):
     """QAT initialised from the histogram observer: every activation quantizer of the QAT
     graph gets the range post-training quantization chose for the same graph point, so

@@ -41,16 +41,15 @@ def test_default_model_is_the_shipped_int8_on_cpu():
 
 
 def test_recorded_int8_metrics_hold_the_measured_gap_to_fp32():
-    """The shipped INT8 model (v2) is post-training quantized on 600 training images, which
-    measured better than quantization-aware fine-tuning for these weights; it loses 2.8 points
-    mAP@0.5 against FP32 on val (issue 4 asks for at most 1: not met, see the model card).
-    A re-quantized model that loses more than the shipped one, or a model below the shipped
-    INT8's 0.621, fails here."""
+    """The shipped INT8 model (v2.1: v2's FP32 weights, post-training quantized on 600 training
+    images with the observers in front of each ReLU6 recording its output range) loses 0.7
+    points mAP@0.5 against FP32 on val (issue 4 asks for at most 1; v2 lost 2.8). A
+    re-quantized model that loses a point or more, or one below 0.635, fails here."""
     m = _metrics()
     assert m["int8"]["val"]["images"] >= 700
     assert m["int8"]["quantization"]["method"] in ("ptq", "qat")
-    assert m["int8"]["val"]["map50"] >= m["fp32"]["val"]["map50"] - 0.03
-    assert m["int8"]["val"]["map50"] >= 0.615
+    assert m["int8"]["val"]["map50"] > m["fp32"]["val"]["map50"] - 0.01
+    assert m["int8"]["val"]["map50"] >= 0.635
 
 
 def test_shipped_int8_reproduces_its_recorded_metrics_on_the_sample():
