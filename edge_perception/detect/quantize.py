@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from torch.ao.quantization import QConfigMapping
 
 __all__ = ["default_backend", "qconfig_mapping", "calibrate_fx", "observe_relu6_outputs",
-           "ReLU6InputObserver", "quantize_fx", "export_onnx", "quantize_onnx_qdq"]
+           "ReLU6InputObserver", "quantize_fx", "export_onnx", "export_int8_onnx",
+           "quantize_onnx_qdq"]
 
 
 def default_backend() -> str:
@@ -128,6 +129,19 @@ def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int 
     """FP32 ONNX with named outputs (cls_s8, box_s8, cls_s16, ...) and a dynamic batch."""
     names = [f"{k}_s{s}" for s in (8, 16, 32) for k in ("cls", "box")]
     torch.onnx.export(model.eval(), (example,), str(path), input_names=["images"],
+                      output_names=names, opset_version=opset, dynamo=False,
+                      dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+
+
+def export_int8_onnx(module: nn.Module, path: Path, example: torch.Tensor,
+                     opset: int = 17) -> None:
+    """The torch.ao INT8 model (converted or TorchScript) as QDQ ONNX with its own scales and
+    zero points (u8 activations, 7-bit per-channel weights), for onnxruntime on a CPU: the
+    same quantization parameters as the PyTorch model, not a second calibration (rounding
+    inside onnxruntime's kernels differs by a few output steps). Names and the dynamic batch
+    as `export_onnx`."""
+    names = [f"{k}_s{s}" for s in (8, 16, 32) for k in ("cls", "box")]
+    torch.onnx.export(module, (example,), str(path), input_names=["images"],
                       output_names=names, opset_version=opset, dynamo=False,
                       dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
 
