@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from detector_helpers import make_model
 
-from edge_perception.bench.pipeline import get_args_parser, main, run_once
+from edge_perception.bench.pipeline import get_args_parser, main, node_threads, run_once
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,3 +40,12 @@ def test_bench_arguments() -> None:
     assert args.seconds == 30.0 and args.rates == "30,120" and (args.width, args.height) == (
         1280, 720)
     assert callable(main)
+    assert args.threads is None and args.workers is None  # from the params file
+    assert Path(args.config) == REPO / "config" / "params.yaml"
+
+
+def test_bench_takes_thread_counts_from_the_params_file(tmp_path: Path) -> None:
+    assert node_threads(REPO / "config" / "params.yaml") == (1, 2)  # what the vehicle runs
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("detector_node:\n  ros__parameters:\n    worker_threads: 3\n")
+    assert node_threads(cfg) == (0, 3)  # inference_threads: the node's own default
