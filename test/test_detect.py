@@ -68,6 +68,30 @@ def test_postprocess_nms_keeps_best_of_overlapping_same_class():
     assert out[1][0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
 
 
+@pytest.mark.parametrize("thr,iou,classes", [(0.3, 0.6, None), (0.05, 0.5, (1,)),
+                                             (0.001, 0.6, None)])
+def test_numpy_postprocess_matches_the_torch_one(thr, iou, classes):
+    """`decode_np.postprocess_np` (the onnxruntime detector's, no torch) against `postprocess`
+    (torch + torchvision.ops.batched_nms): same boxes, scores and labels in the same order,
+    including the top-k cut (thr 0.001 leaves ~2000 candidates) and a disabled class."""
+    from edge_perception.detect.decode_np import postprocess_np
+
+    gen = torch.Generator().manual_seed(int(thr * 1000))
+    outs = []
+    for h, w in ((32, 56), (16, 28), (8, 14)):
+        outs.append(torch.randn(2, 2, h, w, generator=gen) * 2 - 2)  # class logits
+        outs.append(torch.randn(2, 4, h, w, generator=gen) * 0.5 + 1.0)  # log distances
+    ref = postprocess(outs, STRIDES, thr, iou, 100, classes=classes)
+    got = postprocess_np([o.numpy() for o in outs], STRIDES, thr, iou, 100, classes=classes)
+    assert len(got) == 2
+    for (rb, rs, rl), (gb, gs, gl) in zip(ref, got):
+        assert len(rb) > 5 and gl.tolist() == rl.tolist()
+        np.testing.assert_allclose(gs, rs.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(gb, rb.numpy(), rtol=1e-4, atol=1e-3)
+        if classes is not None:
+            assert set(gl.tolist()) <= set(classes)
+
+
 def test_atss_assigns_locations_inside_each_box():
     pts, strs = grid_points([(32, 56), (16, 28), (8, 14)], STRIDES)
     gt = torch.tensor([[100.0, 60.0, 180.0, 120.0], [300.0, 200.0, 306.0, 204.0]])

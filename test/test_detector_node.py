@@ -277,6 +277,24 @@ def test_diagnostics_report_rates_latency_stages_and_model(graph: Graph, model: 
     assert d["model_sha256"] == file_sha256(model) and d["device"] == "cpu"
 
 
+def test_onnx_model_runs_the_node_on_onnxruntime(road) -> None:
+    """model_path *.onnx: the shipped INT8 model on onnxruntime behind the same node."""
+    from edge_perception.detect.types import MODELS_DIR
+
+    onnx = MODELS_DIR / "hazard_int8.onnx"
+    if not onnx.is_file():
+        pytest.skip(f"{onnx} not present")
+    with active_graph(onnx) as g:
+        s = g.now_ns()
+        g.send_raw(road, s)
+        msg = g.wait(lambda: g.hazard_for(s), 20.0)
+        assert msg is not None and msg.model_id.startswith("hazard@")
+        assert g.node._pipeline.detector.device == "cpu (onnxruntime)"  # noqa: SLF001
+    with pytest.raises(AssertionError):  # an ONNX model cannot run on CUDA
+        with active_graph(onnx, device="cuda"):
+            pass
+
+
 def test_debug_image_and_markers_while_subscribed(graph: Graph, road) -> None:
     node = graph.node
     assert node._pubs["debug"].get_subscription_count() == 0  # noqa: SLF001

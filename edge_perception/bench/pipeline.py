@@ -124,14 +124,17 @@ def _publisher(args: argparse.Namespace) -> int:
 
 # -- the detector side -------------------------------------------------------------------------
 def pick_model(path: str = "") -> tuple[str, str]:
-    """(model path, note): the given file, the shipped INT8 model, else a random FP32 model."""
-    from edge_perception.detect.detector import default_model_path
+    """(model path, note): the given file, the shipped INT8 model the node picks on a CPU
+    (ONNX, else TorchScript), else a random FP32 model."""
+    from edge_perception.detect.types import default_model_path
 
     if path:
         return path, "given"
-    shipped = default_model_path("int8")
-    if shipped.is_file():
-        return str(shipped), "shipped INT8"
+    for precision, note in (("int8_onnx", "shipped INT8 on onnxruntime (the CPU default)"),
+                            ("int8", "shipped INT8 TorchScript")):
+        shipped = default_model_path(precision)
+        if shipped.is_file():
+            return str(shipped), note
     import torch
 
     from edge_perception.detect.model_io import save_fp32

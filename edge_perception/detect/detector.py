@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import queue
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,53 +17,12 @@ import torch
 from ..preprocess import Letterbox, Preprocessor, require_threadsafe_kernels
 from .decode import postprocess
 from .model_io import LoadedModel, load_model_file
+from .onnx_detector import is_onnx, load_onnx_detector
 from .spec import ModelSpec
+from .types import Detection, DetectorConfig, DetectorIdentity, default_model_path
 
 __all__ = ["Detection", "DetectorConfig", "Detector", "load_detector", "default_model_path",
            "select_device"]
-
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One hazard in original-image pixels."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    class_id: int
-    class_name: str
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        return (self.x1, self.y1, self.x2, self.y2)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    score_threshold: float = 0.35
-    nms_iou: float = 0.6
-    max_detections: int = 100
-    enabled_classes: tuple[int, ...] | None = None  # None = all
-
-
-def default_model_path(precision: str = "int8") -> Path:
-    """The shipped model: installed share/ dir (colcon) or the repo's models/ folder."""
-    name = {"int8": "hazard_int8.ts", "fp32": "hazard_fp32.pt"}[precision]
-    candidates = [MODELS_DIR / name]
-    try:  # installed with colcon: share/edge_perception/models
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.insert(0, Path(get_package_share_directory("edge_perception")) / "models" / name)
-    except Exception:  # noqa: BLE001 - ament index absent or package not installed there
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[-1]
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -76,7 +33,7 @@ def select_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-class Detector:
+class Detector(DetectorIdentity):
     """A loaded model plus its preprocessing. `detect` is thread-safe: up to `concurrency`
     calls run at once, each with its own preprocessing buffer, all sharing the one model (the
     model call releases the GIL); further callers wait. With one inference thread per call,
@@ -100,15 +57,6 @@ class Detector:
         self._idle: queue.SimpleQueue[Preprocessor] = queue.SimpleQueue()
         for pre in self._pres:
             self._idle.put(pre)
-
-    @property
-    def model_id(self) -> str:
-        name = self.model.meta.get("name", self.model.path.stem)
-        version = self.model.meta.get("version", "0")
-        return f"{name}@{version}:{self.model.sha256[:12]}"
-
-    def update_config(self, **changes: object) -> None:
-        self.config = replace(self.config, **changes)  # type: ignore[arg-type]
 
     def warmup(self) -> None:
         """Compile the Numba kernels and run the model once, so the first frame pays nothing."""
@@ -176,8 +124,14 @@ def load_detector(path: str | os.PathLike[str] | None = None, device: str = "aut
                   config: DetectorConfig = DetectorConfig(), concurrency: int = 1) -> Detector:
     """Load a model file. `device="auto"`: CUDA with the FP32 model when a GPU is present
     (an INT8 path given explicitly is refused there: quantized CPU kernels do not run on CUDA),
-    else the CPU with the INT8 model. `path=None` picks the shipped model for the device.
+    else the CPU with the INT8 model. `path=None` picks the shipped model for the device. An
+    `.onnx` path gives the onnxruntime detector (`onnx_detector.OnnxDetector`, CPU).
     `concurrency`: how many `detect` calls may run at once (see `Detector`)."""
+    if is_onnx(path):  # the INT8 model exported for onnxruntime: CPU only
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"{path} runs on the CPU (onnxruntime); for device {device!r} "
+                             "use the FP32 model")
+        return load_onnx_detector(path, config, concurrency)  # type: ignore[return-value]
     dev = select_device(device)
     if path is None:
         path = default_model_path("fp32" if dev.type == "cuda" else "int8")

@@ -9,7 +9,6 @@ Two formats:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -20,6 +19,7 @@ from torch import nn
 
 from .network import HazardNet, NetConfig
 from .spec import ModelSpec
+from .types import file_sha256
 
 __all__ = ["LoadedModel", "load_model_file", "save_fp32", "save_torchscript", "file_sha256"]
 
@@ -29,14 +29,6 @@ class LoadedModel:
                  kind: str) -> None:
         self.module, self.spec, self.meta, self.path, self.kind = module, spec, meta, path, kind
         self.sha256 = file_sha256(path)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]

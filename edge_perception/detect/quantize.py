@@ -134,16 +134,24 @@ def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int 
 
 
 def export_int8_onnx(module: nn.Module, path: Path, example: torch.Tensor,
-                     opset: int = 17) -> None:
+                     metadata: dict[str, str] | None = None, opset: int = 17) -> None:
     """The torch.ao INT8 model (converted or TorchScript) as QDQ ONNX with its own scales and
-    zero points (u8 activations, 7-bit per-channel weights), for onnxruntime on a CPU: the
-    same quantization parameters as the PyTorch model, not a second calibration (rounding
-    inside onnxruntime's kernels differs by a few output steps). Names and the dynamic batch
-    as `export_onnx`."""
+    zero points (u8 activations, 7-bit per-channel weights), for onnxruntime on a CPU
+    (`detect.onnx_detector`): the same quantization parameters as the PyTorch model, not a
+    second calibration (rounding inside onnxruntime's kernels differs by a few output steps).
+    Names and the dynamic batch as `export_onnx`; `metadata` (e.g. `spec.json`, `meta.json`)
+    goes into the file's metadata_props."""
     names = [f"{k}_s{s}" for s in (8, 16, 32) for k in ("cls", "box")]
     torch.onnx.export(module, (example,), str(path), input_names=["images"],
                       output_names=names, opset_version=opset, dynamo=False,
                       dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+    if metadata:
+        import onnx
+
+        model = onnx.load(str(path))
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
 
 
 def quantize_onnx_qdq(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]) -> None:

@@ -2,8 +2,9 @@
 
 Calibrates INT8 static quantization (torch.ao FX, per-channel weights) on training images run
 through the same fused preprocessing used at inference — or, with `--qat-steps N`, fine-tunes
-N batches with fake quantization first (quantization-aware training) — exports ONNX (FP32 and
-INT8 QDQ for TensorRT) checked against PyTorch with onnxruntime; writes SHA256SUMS.
+N batches with fake quantization first (quantization-aware training) — exports ONNX (FP32, the
+INT8 model with its own scales for onnxruntime, and INT8 QDQ for TensorRT) checked against
+PyTorch with onnxruntime; writes SHA256SUMS.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from ..preprocess import Preprocessor
 from ..train.data import DataSpec, read_data_yaml
 from .model_io import file_sha256, load_model_file, save_fp32, save_torchscript
-from .quantize import default_backend, export_onnx, quantize_fx, quantize_onnx_qdq
+from .quantize import (default_backend, export_int8_onnx, export_onnx, quantize_fx,
+                       quantize_onnx_qdq)
 from .spec import ModelSpec
 
 __all__ = ["get_args_parser", "main", "write_manifest"]
@@ -107,8 +109,8 @@ def main(args: argparse.Namespace) -> int:
         method = {"method": "ptq", "float_modules": list(float_modules),
                   "calibration_images": len(calib)}
     print(f"quantized ({backend}, {method['method']}) in {time.perf_counter() - t0:.1f} s")
-    save_torchscript(out / f"{args.name}_int8.ts", q, spec,
-                     {**meta, "precision": "int8", "backend": backend, **method}, example)
+    int8_meta = {**meta, "precision": "int8", "backend": backend, **method}
+    save_torchscript(out / f"{args.name}_int8.ts", q, spec, int8_meta, example)
     report: dict[str, object] = {"backend": backend, "calibration_images": len(calib)}
     if not args.no_onnx:
         onnx_fp32 = out / f"{args.name}_fp32.onnx"
@@ -116,6 +118,13 @@ def main(args: argparse.Namespace) -> int:
         quantize_onnx_qdq(onnx_fp32, out / f"{args.name}_int8_qdq.onnx",
                           [c.numpy() for c in calib[:100]])
         report["onnx_max_abs_diff"] = check_onnx(onnx_fp32, fp32.module, calib[:8])
+        # the INT8 model itself for onnxruntime (no torch on the vehicle), from the saved file
+        ts = torch.jit.load(str(out / f"{args.name}_int8.ts"))
+        onnx_int8 = out / f"{args.name}_int8.onnx"
+        export_int8_onnx(ts, onnx_int8, example, {
+            "spec.json": json.dumps(spec.to_dict()),
+            "meta.json": json.dumps({**int8_meta, "exported_from": f"{args.name}_int8.ts"})})
+        report["onnx_int8_max_abs_diff"] = check_onnx(onnx_int8, ts, calib[:8])
     manifest = write_manifest(out)
     report["manifest"] = str(manifest)
     print(json.dumps(report))

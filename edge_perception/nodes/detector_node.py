@@ -27,15 +27,11 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from edge_perception.detect.detector import (
-    DetectorConfig,
-    default_model_path,
-    load_detector,
-    select_device,
-)
+from edge_perception.detect.loading import load_frame_detector
+from edge_perception.detect.types import DetectorConfig
 from edge_perception.geometry import rotation_from_quaternion
 from edge_perception.perception import Frame, HazardPipeline, LatestSlots, PipelineStats
-from edge_perception.perception import SlotWorker, set_inference_threads
+from edge_perception.perception import SlotWorker
 from edge_perception.publish import draw_hazards, hazard_markers, to_bgr
 from edge_perception_msgs.msg import RoadHazardArray
 
@@ -102,28 +98,19 @@ class DetectorNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg, log = self.config, self.get_logger()
-        try:
-            dev = select_device(cfg.device)
-        except RuntimeError as e:
-            log.error(str(e))
-            return Ok.FAILURE
-        path = cfg.model_path or str(default_model_path("fp32" if dev.type == "cuda"
-                                                        else "int8"))
         t0 = time.monotonic()
-        set_inference_threads(cfg.inference_threads)
         try:
-            detector = load_detector(path, cfg.device, DetectorConfig(
+            detector = load_frame_detector(cfg.model_path, cfg.device, DetectorConfig(
                 cfg.score_threshold, cfg.nms_iou, cfg.max_detections),
-                concurrency=cfg.worker_threads)
+                concurrency=cfg.worker_threads, threads=cfg.inference_threads)
             detector.update_config(enabled_classes=self._class_ids(cfg.enabled_classes,
                                                                    detector.spec.class_names))
             detector.warmup()
-        except FileNotFoundError:
-            log.error(f"model file not found: {path} (set model_path, or ship "
-                      f"models/hazard_int8.ts)")
+        except FileNotFoundError as e:
+            log.error(f"{e} (set model_path, or ship models/hazard_int8.onnx or .ts)")
             return Ok.FAILURE
         except (ValueError, RuntimeError, OSError) as e:
-            log.error(f"cannot load model {path}: {e}")
+            log.error(f"cannot load model {cfg.model_path or '(shipped)'}: {e}")
             return Ok.FAILURE
         self._declare_input_size(detector.spec.input_width, detector.spec.input_height)
         self._pipeline = HazardPipeline(detector, mount_from(cfg))

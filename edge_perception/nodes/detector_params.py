@@ -42,8 +42,10 @@ def mount_specs(x: float = 0.0, pitch: float = 0.0,
 
 
 SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "model file (.ts INT8 TorchScript or .pt FP32 weights); empty = "
-              "the shipped model (models/hazard_int8.ts, FP32 on CUDA)", read_only=True),
+    ParamSpec("model_path", "", "model file: .onnx INT8 for onnxruntime on the CPU (no torch "
+              "in the process), .ts INT8 TorchScript, or .pt FP32 weights; empty = the shipped "
+              "model: models/hazard_int8.onnx on a CPU (.ts if absent), FP32 .pt on CUDA",
+              read_only=True),
     ParamSpec("device", "auto", "inference device; auto = CUDA if available else CPU",
               read_only=True, choices=("auto", "cpu", "cuda")),
     ParamSpec("image_topics", ["image_raw"], "camera topics; sensor_msgs/Image, or "
@@ -52,8 +54,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("score_threshold", 0.35, "minimum detection score", (0.0, 1.0)),
     ParamSpec("nms_iou", 0.6, "IoU above which NMS drops the lower-scored box", (0.05, 1.0)),
     ParamSpec("enabled_classes", ["all"], "class names to report, or [all]"),
-    ParamSpec("inference_threads", 0, "CPU threads for the model (process-wide torch "
-              "setting); 0 = torch's default. On a small shared CPU 1 is often fastest",
+    ParamSpec("inference_threads", 0, "CPU threads for the model (torch: process-wide; "
+              "onnxruntime: per call); 0 = the runtime's default. On a small shared CPU 1 is "
+              "often fastest",
               (0, 256), read_only=True),
     ParamSpec("worker_threads", 1, "processing threads sharing the model; each takes the "
               "latest frame when free, so a frame waits only while all are busy. With "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_perception.detect.detector import Detection, Detector
+from edge_perception.detect.types import Detection, FrameDetector
 from edge_perception.geometry import CameraIntrinsics, CameraMount, GroundEstimates
 from edge_perception.geometry import GroundProjector
 
@@ -80,7 +80,7 @@ class HazardPipeline:
     `process` at once (as many run the model together as the detector's `concurrency`); the
     per-camera caches are plain dicts whose races only recompute a projector."""
 
-    def __init__(self, detector: Detector, mount: CameraMount) -> None:
+    def __init__(self, detector: FrameDetector, mount: CameraMount) -> None:
         self.detector = detector
         self._mount = mount
         self._transforms: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}

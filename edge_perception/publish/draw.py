@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge_perception.detect.detector import Detection
+from edge_perception.detect.types import Detection
 from edge_perception.geometry import GroundEstimates
 from edge_perception.preprocess import encoding_info
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge_perception.detect.detector import Detection
+from edge_perception.detect.types import Detection
 from edge_perception.geometry import GroundEstimates
 
 __all__ = ["MarkerData", "hazard_markers"]
