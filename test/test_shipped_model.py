@@ -102,6 +102,19 @@ def test_onnx_int8_scores_like_the_torchscript_model(tmp_path):
         np.testing.assert_allclose([d.box for d in one], [d.box for d in alone], atol=0.05)
 
 
+def test_node_loader_picks_the_onnx_model_on_a_cpu():
+    from edge_perception.detect.loading import cuda_present, load_frame_detector
+
+    det = load_frame_detector("", "cpu")
+    assert det.model.path == MODELS / "hazard_int8.onnx" and det.device == "cpu (onnxruntime)"
+    if not cuda_present():  # auto on a machine without CUDA: the same
+        assert load_frame_detector("", "auto").model.path.name == "hazard_int8.onnx"
+    ts = load_frame_detector(str(MODELS / "hazard_int8.ts"), "cpu")
+    assert ts.model.kind == "int8" and str(ts.device) == "cpu"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        load_frame_detector(str(MODELS / "hazard_int8.onnx"), "cuda")
+
+
 def test_onnx_detector_process_never_imports_torch():
     """The node module plus the onnxruntime detector on a real frame: no torch, no
     torchvision, and a fraction of the memory (the torch detector process: ~900 MB)."""

@@ -128,10 +128,8 @@ def load_detector(path: str | os.PathLike[str] | None = None, device: str = "aut
     `.onnx` path gives the onnxruntime detector (`onnx_detector.OnnxDetector`, CPU).
     `concurrency`: how many `detect` calls may run at once (see `Detector`)."""
     if is_onnx(path):  # the INT8 model exported for onnxruntime: CPU only
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"{path} runs on the CPU (onnxruntime); for device {device!r} "
-                             "use the FP32 model")
-        return load_onnx_detector(path, config, concurrency)  # type: ignore[return-value]
+        return load_onnx_detector(path, config, concurrency,  # type: ignore[return-value]
+                                  device=device)
     dev = select_device(device)
     if path is None:
         path = default_model_path("fp32" if dev.type == "cuda" else "int8")

@@ -36,10 +36,7 @@ def load_frame_detector(path: str, device: str = "auto",
         onnx = default_model_path("int8_onnx")
         path = str(onnx) if onnx.is_file() else ""
     if is_onnx(path):
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"{path} runs on the CPU (onnxruntime); for device {device!r} "
-                             "use the FP32 model")
-        return load_onnx_detector(path, config, concurrency, threads)
+        return load_onnx_detector(path, config, concurrency, threads, device)
     import torch
 
     from .detector import load_detector

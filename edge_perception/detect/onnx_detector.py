@@ -124,6 +124,11 @@ class OnnxDetector(DetectorIdentity):
 
 
 def load_onnx_detector(path: str | os.PathLike[str], config: DetectorConfig = DetectorConfig(),
-                       concurrency: int = 1, threads: int = 0) -> OnnxDetector:
-    """`threads`: onnxruntime intra-op threads per call (0 = its default)."""
+                       concurrency: int = 1, threads: int = 0,
+                       device: str = "cpu") -> OnnxDetector:
+    """`threads`: onnxruntime intra-op threads per call (0 = its default). `device` must be
+    cpu or auto: this detector runs on the CPU only."""
+    if device not in ("auto", "cpu"):
+        raise ValueError(f"{path} runs on the CPU (onnxruntime); for device {device!r} use "
+                         "the FP32 model")
     return OnnxDetector(OnnxModel(path, threads), config, concurrency)
