@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["get_args_parser", "main", "node_threads", "pick_model", "road_frames", "run_once"]
+__all__ = ["add_node_thread_args", "get_args_parser", "main", "node_threads", "pick_model",
+           "resolve_node_thread_args", "road_frames", "run_once"]
 
 TOPIC = "camera/image_raw"
 REPO = Path(__file__).resolve().parents[2]
@@ -40,19 +41,32 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--model", default="", help="model file (default: the shipped INT8 model, "
                    "else a random-weight FP32 model, reported as such)")
-    p.add_argument("--config", default=str(REPO / "config" / "params.yaml"),
-                   help="params file whose detector_node section gives the defaults of "
-                        "--threads and --workers")
-    p.add_argument("--threads", type=int, default=None,
-                   help="inference_threads of the node (default: from --config)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker_threads of the node (default: from --config)")
+    add_node_thread_args(p)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra detector_node parameter (YAML value), e.g. worker_nice=0")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, default=30.0, help=argparse.SUPPRESS)
     return p
+
+
+def add_node_thread_args(p: argparse.ArgumentParser) -> None:
+    """--config, --threads, --workers: the detector's thread counts, by default those of
+    detector_node in the params file (`resolve_node_thread_args` fills them in)."""
+    p.add_argument("--config", default=str(REPO / "config" / "params.yaml"),
+                   help="params file whose detector_node section gives the defaults of "
+                        "--threads and --workers")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference_threads of the detector (default: from --config)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker_threads of the detector (default: from --config)")
+
+
+def resolve_node_thread_args(args: argparse.Namespace) -> None:
+    """Replace an unset --threads / --workers with the params file's value."""
+    threads, workers = node_threads(args.config)
+    args.threads = threads if args.threads is None else args.threads
+    args.workers = workers if args.workers is None else args.workers
 
 
 def node_threads(config: str | Path) -> tuple[int, int]:
@@ -253,9 +267,7 @@ def main(args: argparse.Namespace) -> int:
     import yaml
 
     params = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
-    threads, workers = node_threads(args.config)
-    args.threads = threads if args.threads is None else args.threads
-    args.workers = workers if args.workers is None else args.workers
+    resolve_node_thread_args(args)
     report: dict[str, Any] = {"model": model, "model_note": note, "width": args.width,
                               "height": args.height, "threads": args.threads,
                               "workers": args.workers,

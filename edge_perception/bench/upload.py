@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_perception.bench.pipeline import add_node_thread_args, resolve_node_thread_args
 from edge_perception.learn.privacy import BlurProcess, encode_jpeg
 from edge_perception.learn.sample import Reason, Sample, SampleDetection
 from edge_perception.learn.store import SampleStore
@@ -56,10 +57,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="bandwidth cap during the interference run (Mbit/s)")
     p.add_argument("--keep-rate", type=float, default=0.5,
                    help="frames/s blurred and stored during the interference run")
-    p.add_argument("--threads", type=int, default=1,
-                   help="detector inference threads per call (config/params.yaml ships 1)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="detector calls running at once (worker_threads; params.yaml ships 2)")
+    add_node_thread_args(p)  # inference threads per call, detector calls running at once
     p.add_argument("--rate", type=float, default=30.0,
                    help="camera frames/s fed to sample_uploader_node in the 'node' mode")
     p.add_argument("--node-backlog", type=int, default=400,
@@ -387,6 +385,7 @@ def _interference(work: Path, url: str, token_file: Path, args: argparse.Namespa
 def main(args: argparse.Namespace) -> int:
     if args.feeder:
         return _feeder(args)
+    resolve_node_thread_args(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
