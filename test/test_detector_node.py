@@ -8,6 +8,7 @@ the random-weight test model is real (built and saved with the real code path)."
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -352,8 +353,10 @@ def test_deactivate_unsubscribes_and_frees_the_model(graph: Graph, road) -> None
     node = graph.node
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert node._pipeline is None and node._worker is None  # noqa: SLF001
+    assert gc.get_freeze_count() == 0  # the model's objects are back under the collector
     assert graph.wait(lambda: graph.raw.get_subscription_count() == 0, 10.0)
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert gc.get_freeze_count() > 10_000  # start-up heap exempt from full GC passes again
     assert graph.wait(lambda: graph.raw.get_subscription_count() == 1, 10.0)
     s = graph.now_ns()
     for i in range(50):

@@ -24,7 +24,9 @@ from edge_perception.perception import (
     RateMeter,
     SlotWorker,
     Window,
+    freeze_startup_heap,
     scale_intrinsics,
+    thaw_heap,
 )
 from edge_perception.publish import draw_hazards, hazard_markers, to_bgr
 from edge_perception.sim import Scenario
@@ -201,3 +203,27 @@ def test_library_does_not_import_rclpy() -> None:
             "bad = [m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+def test_frozen_heap_is_skipped_by_the_collector_until_thawed() -> None:
+    """What the detector node relies on: objects alive at activation are left out of every
+    later collection (no full-heap pauses), and thawing hands them back (no leaked cycles)."""
+    import gc
+    import weakref
+
+    class Cyclic:
+        pass
+
+    a = Cyclic()
+    a.me = a
+    ref = weakref.ref(a)
+    try:
+        assert freeze_startup_heap() > 0
+        del a
+        gc.collect()
+        assert ref() is not None  # garbage now, but frozen: the collector never looked
+    finally:
+        thaw_heap()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert ref() is None
