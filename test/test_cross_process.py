@@ -45,7 +45,7 @@ def test_bench_arguments() -> None:
 
 
 def test_bench_takes_thread_counts_from_the_params_file(tmp_path: Path) -> None:
-    assert node_threads(REPO / "config" / "params.yaml") == (1, 2)  # what the vehicle runs
+    assert node_threads(REPO / "config" / "params.yaml") == (2, 1)  # what the vehicle runs
     cfg = tmp_path / "p.yaml"
     cfg.write_text("detector_node:\n  ros__parameters:\n    worker_threads: 3\n")
     assert node_threads(cfg) == (0, 3)  # inference_threads: the node's own default

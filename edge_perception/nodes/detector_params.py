@@ -54,13 +54,14 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("score_threshold", 0.35, "minimum detection score", (0.0, 1.0)),
     ParamSpec("nms_iou", 0.6, "IoU above which NMS drops the lower-scored box", (0.05, 1.0)),
     ParamSpec("enabled_classes", ["all"], "class names to report, or [all]"),
-    ParamSpec("inference_threads", 0, "CPU threads for the model (torch: process-wide; "
-              "onnxruntime: per call); 0 = the runtime's default. On a small shared CPU 1 is "
-              "often fastest",
+    ParamSpec("inference_threads", 0, "CPU threads for one model call (torch: "
+              "process-wide; onnxruntime: per call); 0 = the runtime's default. On a 2-core CPU "
+              "the onnxruntime model ran fastest with 2 threads in one worker, the TorchScript "
+              "model with 1 thread in each of 2 workers",
               (0, 256), read_only=True),
     ParamSpec("worker_threads", 1, "processing threads sharing the model; each takes the "
-              "latest frame when free, so a frame waits only while all are busy. With "
-              "inference_threads 1, 2 workers on a 2-core CPU keep up with a camera one cannot. "
+              "latest frame when free, so a frame waits only while all are busy (with torch at "
+              "inference_threads 1, 2 workers on a 2-core CPU keep up with a camera one cannot). "
               "A result finishing after a newer frame of its camera was published is dropped "
               "(late_dropped)", (1, 16), read_only=True),
     ParamSpec("worker_nice", 0, "niceness added to the processing thread so frame intake "
