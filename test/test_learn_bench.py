@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from edge_perception.detect.types import file_sha256
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bench_upload_json(tmp_path):
@@ -22,6 +27,8 @@ def test_bench_upload_json(tmp_path):
     assert r["throughput"]["samples"] == 10 and r["throughput"]["samples_per_s"] > 0
     i = r["interference"]
     assert i["iters_per_mode"] == 8 and i["p99_ms_off"] > 0
+    # measured with the model the node runs on a CPU (onnxruntime), not the TorchScript file
+    assert i["detector"].endswith(file_sha256(REPO / "models" / "hazard_int8.onnx")[:12])
     for mode in ("upload", "upload+blur", "node"):
         lo, hi = i[f"p99_increase_ci95_{mode}"]
         assert lo <= i[f"p99_increase_pct_{mode}"] <= hi

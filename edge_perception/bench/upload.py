@@ -12,8 +12,9 @@
   process that runs in every mode (it keeps, blurs, stores and uploads). Each round runs one
   short block of every mode in random order (the node is paused with SIGSTOP outside its
   blocks), so a noisy spell of a shared machine hits all modes alike; the p99 increase over
-  "off" comes with a 95 % bootstrap interval over rounds. The shipped detector is used when
-  its model file loads; otherwise a CPU-bound stand-in (`"detector": "stand-in"`).
+  "off" comes with a 95 % bootstrap interval over rounds. The detector is the one the node
+  loads on a CPU (the shipped onnxruntime model, `--threads` per call) when its model file
+  loads; otherwise a CPU-bound stand-in (`"detector": "stand-in"`).
 """
 
 from __future__ import annotations
@@ -105,16 +106,14 @@ def _server(root: Path, tokens: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def _detector(threads: int, workers: int) -> tuple[str, Any]:
-    """The real detector when its model loads (safe for `workers` concurrent calls), else a
-    CPU-bound stand-in of similar cost."""
-    from edge_perception.perception import set_inference_threads
-
-    set_inference_threads(threads)
+    """The detector the node runs on a CPU (same loader: the shipped onnxruntime model, safe for
+    `workers` concurrent calls of `threads` threads each), else a CPU-bound stand-in of similar
+    cost when no model loads."""
     frame = np.ascontiguousarray(np.tile(_frame(0), (3, 3, 1))[:720, :1280])
     try:
-        from edge_perception.detect.detector import load_detector
+        from edge_perception.detect.loading import load_frame_detector
 
-        det = load_detector(device="cpu", concurrency=workers)
+        det = load_frame_detector("", "cpu", concurrency=workers, threads=threads)
         det.warmup()
         return det.model_id, lambda: det.detect(frame, "bgr8")
     except Exception:  # noqa: BLE001 - no model file yet: measure the stand-in
