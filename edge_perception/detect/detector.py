@@ -14,12 +14,12 @@ import queue
 import numpy as np
 import torch
 
-from ..preprocess import Letterbox, Preprocessor, require_threadsafe_kernels
+from ..preprocess import Preprocessor, require_threadsafe_kernels
 from .decode import postprocess
 from .model_io import LoadedModel, load_model_file
 from .onnx_detector import is_onnx, load_onnx_detector
 from .spec import ModelSpec
-from .types import Detection, DetectorConfig, DetectorIdentity, default_model_path
+from .types import Detection, DetectorConfig, DetectorBase, default_model_path
 
 __all__ = ["Detection", "DetectorConfig", "Detector", "load_detector", "default_model_path",
            "select_device"]
@@ -33,7 +33,7 @@ def select_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-class Detector(DetectorIdentity):
+class Detector(DetectorBase):
     """A loaded model plus its preprocessing. `detect` is thread-safe: up to `concurrency`
     calls run at once, each with its own preprocessing buffer, all sharing the one model (the
     model call releases the GIL); further callers wait. With one inference thread per call,
@@ -75,40 +75,17 @@ class Detector(DetectorIdentity):
             return torch.from_numpy(arr)
         return torch.as_tensor(arr, device=self.device)  # numba device array (CUDA interface)
 
-    def detect(self, image: np.ndarray, encoding: str = "bgr8") -> list[Detection]:
-        """Detections in one frame (HxWxC uint8 view, any sensor_msgs encoding we support)."""
-        return self.detect_batch([(image, encoding)])[0]
+    def _model_input(self, out: object, copy: bool) -> torch.Tensor:
+        t = self._to_tensor(out)
+        return t.clone() if copy else t
 
-    def detect_batch(self, frames: list[tuple[np.ndarray, str]]) -> list[list[Detection]]:
-        """Frames of any sizes: preprocessed one by one into one batch, one model call."""
-        if not frames:
-            return []
-        pre = self._idle.get()  # blocks while `concurrency` calls are running
-        try:
-            inputs, boxes_lb = [], []
-            for image, encoding in frames:
-                out, lb = pre(image, encoding)
-                inputs.append(self._to_tensor(out).clone() if len(frames) > 1
-                              else self._to_tensor(out))
-                boxes_lb.append(lb)
-            x = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
-            raw = self._run(x.to(self.device, torch.float32))
-            cfg = self.config
-            results = postprocess(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
-                                  cfg.max_detections, classes=cfg.enabled_classes)
-        finally:
-            self._idle.put(pre)
-        return [self._to_detections(r, lb) for r, lb in zip(results, boxes_lb)]
-
-    def _to_detections(self, result: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                       lb: Letterbox) -> list[Detection]:
-        boxes = lb.to_original(result[0].cpu().numpy())
-        scores = result[1].cpu().numpy()
-        labels = result[2].cpu().numpy()
-        names = self.spec.class_names
-        return [Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), int(c),
-                          names[int(c)])
-                for b, s, c in zip(boxes, scores, labels)]
+    def _infer(self, inputs: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        x = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
+        raw = self._run(x.to(self.device, torch.float32))
+        cfg = self.config
+        results = postprocess(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
+                              cfg.max_detections, classes=cfg.enabled_classes)
+        return [tuple(t.cpu().numpy() for t in r) for r in results]  # type: ignore[misc]
 
 
 def _set_quantized_engine() -> None:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..preprocess import Letterbox, Preprocessor, require_threadsafe_kernels
+from ..preprocess import Preprocessor, require_threadsafe_kernels
 from .decode_np import postprocess_np
 from .spec import ModelSpec
-from .types import Detection, DetectorConfig, DetectorIdentity, file_sha256
+from .types import DetectorConfig, DetectorBase, file_sha256
 
 __all__ = ["OnnxModel", "OnnxDetector", "load_onnx_detector", "is_onnx"]
 
@@ -65,7 +65,7 @@ class OnnxModel:
         return self.session.run(None, {self.input_name: x})
 
 
-class OnnxDetector(DetectorIdentity):
+class OnnxDetector(DetectorBase):
     """`Detector`'s interface on onnxruntime (CPU). `detect` is thread-safe: up to
     `concurrency` calls run at once, each with its own preprocessing buffer, sharing the one
     session (onnxruntime releases the GIL while it runs)."""
@@ -91,36 +91,15 @@ class OnnxDetector(DetectorIdentity):
             self._idle.put(pre)
         self.detect(np.zeros((self.spec.input_height, self.spec.input_width, 3), np.uint8))
 
-    def detect(self, image: np.ndarray, encoding: str = "bgr8") -> list[Detection]:
-        return self.detect_batch([(image, encoding)])[0]
+    def _model_input(self, out: np.ndarray, copy: bool) -> np.ndarray:
+        return out.copy() if copy else out
 
-    def detect_batch(self, frames: list[tuple[np.ndarray, str]]) -> list[list[Detection]]:
-        """Frames of any sizes: preprocessed one by one into one batch, one model call."""
-        if not frames:
-            return []
-        pre = self._idle.get()
-        try:
-            inputs, boxes_lb = [], []
-            for image, encoding in frames:
-                out, lb = pre(image, encoding)
-                inputs.append(out.copy() if len(frames) > 1 else out)
-                boxes_lb.append(lb)
-            x = np.concatenate(inputs) if len(inputs) > 1 else inputs[0]
-            raw = self.model(np.ascontiguousarray(x, np.float32))
-            cfg = self.config
-            results = postprocess_np(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
-                                     cfg.max_detections, classes=cfg.enabled_classes)
-        finally:
-            self._idle.put(pre)
-        return [self._to_detections(r, lb) for r, lb in zip(results, boxes_lb)]
-
-    def _to_detections(self, result: tuple[np.ndarray, np.ndarray, np.ndarray],
-                       lb: Letterbox) -> list[Detection]:
-        boxes = lb.to_original(result[0])
-        names = self.spec.class_names
-        return [Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), int(c),
-                          names[int(c)])
-                for b, s, c in zip(boxes, result[1], result[2])]
+    def _infer(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        x = np.concatenate(inputs) if len(inputs) > 1 else inputs[0]
+        raw = self.model(np.ascontiguousarray(x, np.float32))
+        cfg = self.config
+        return postprocess_np(raw, self.spec.strides, cfg.score_threshold, cfg.nms_iou,
+                              cfg.max_detections, classes=cfg.enabled_classes)
 
 
 def load_onnx_detector(path: str | os.PathLike[str], config: DetectorConfig = DetectorConfig(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,7 +14,7 @@ import numpy as np
 
 from .spec import ModelSpec
 
-__all__ = ["Detection", "DetectorConfig", "DetectorIdentity", "FrameDetector", "MODELS_DIR",
+__all__ = ["Detection", "DetectorConfig", "DetectorBase", "FrameDetector", "MODELS_DIR",
            "default_model_path", "file_sha256"]
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -44,12 +45,17 @@ class DetectorConfig:
     enabled_classes: tuple[int, ...] | None = None  # None = all
 
 
-class DetectorIdentity:
-    """The model id and the runtime config updates both detectors share (they set `model`,
-    with `.meta`, `.path` and `.sha256`, and `config`)."""
+class DetectorBase:
+    """What both detectors share: the model id, runtime config updates and the batch step
+    (preprocess each frame with an idle preprocessor → one model call → detections in original
+    pixels). A subclass sets `model` (with `.meta`, `.path`, `.sha256`), `spec`, `config` and
+    `_idle` (a queue of `concurrency` preprocessors) and gives the model side: `_model_input`
+    and `_infer`."""
 
     model: Any
+    spec: ModelSpec
     config: DetectorConfig
+    _idle: queue.SimpleQueue[Any]
 
     @property
     def model_id(self) -> str:
@@ -59,6 +65,40 @@ class DetectorIdentity:
 
     def update_config(self, **changes: object) -> None:
         self.config = replace(self.config, **changes)  # type: ignore[arg-type]
+
+    def detect(self, image: np.ndarray, encoding: str = "bgr8") -> list[Detection]:
+        """Detections in one frame (HxWxC uint8 view, any sensor_msgs encoding we support)."""
+        return self.detect_batch([(image, encoding)])[0]
+
+    def detect_batch(self, frames: list[tuple[np.ndarray, str]]) -> list[list[Detection]]:
+        """Frames of any sizes: preprocessed one by one into one batch, one model call."""
+        if not frames:
+            return []
+        pre = self._idle.get()  # blocks while `concurrency` calls are running
+        try:
+            inputs, boxes_lb = [], []
+            for image, encoding in frames:
+                out, lb = pre(image, encoding)
+                # the preprocessor reuses its output buffer: keep a copy when more follow
+                inputs.append(self._model_input(out, copy=len(frames) > 1))
+                boxes_lb.append(lb)
+            results = self._infer(inputs)
+        finally:
+            self._idle.put(pre)
+        names = self.spec.class_names
+        return [[Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), int(c),
+                           names[int(c)])
+                 for b, s, c in zip(lb.to_original(boxes), scores, labels)]
+                for (boxes, scores, labels), lb in zip(results, boxes_lb)]
+
+    def _model_input(self, out: Any, copy: bool) -> Any:
+        """One preprocessed frame as the model's input type (copied if `copy`)."""
+        raise NotImplementedError
+
+    def _infer(self, inputs: list[Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One model call on the frames' inputs → per frame (boxes in model pixels, scores,
+        labels) as NumPy arrays, after the score threshold and class-wise NMS of `config`."""
+        raise NotImplementedError
 
 
 class FrameDetector(Protocol):
