@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from detector_helpers import make_model
 
-from edge_perception.bench.pipeline import get_args_parser, main, node_threads, run_once
+from edge_perception.bench.pipeline import (
+    get_args_parser,
+    main,
+    node_threads,
+    pick_model,
+    run_once,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +55,12 @@ def test_bench_takes_thread_counts_from_the_params_file(tmp_path: Path) -> None:
     cfg = tmp_path / "p.yaml"
     cfg.write_text("detector_node:\n  ros__parameters:\n    worker_threads: 3\n")
     assert node_threads(cfg) == (0, 3)  # inference_threads: the node's own default
+
+
+def test_bench_runs_the_model_the_node_picks_on_a_cpu() -> None:
+    from edge_perception.detect.loading import load_frame_detector
+
+    path, note = pick_model()
+    assert Path(path) == load_frame_detector("", "cpu").model.path
+    assert Path(path).name == "hazard_int8.onnx" and "onnxruntime" in note
+    assert pick_model("x.ts") == ("x.ts", "given")

@@ -140,15 +140,15 @@ def _publisher(args: argparse.Namespace) -> int:
 def pick_model(path: str = "") -> tuple[str, str]:
     """(model path, note): the given file, the shipped INT8 model the node picks on a CPU
     (ONNX, else TorchScript), else a random FP32 model."""
-    from edge_perception.detect.types import default_model_path
+    from edge_perception.detect.loading import shipped_cpu_model
+    from edge_perception.detect.onnx_detector import is_onnx
 
     if path:
         return path, "given"
-    for precision, note in (("int8_onnx", "shipped INT8 on onnxruntime (the CPU default)"),
-                            ("int8", "shipped INT8 TorchScript")):
-        shipped = default_model_path(precision)
-        if shipped.is_file():
-            return str(shipped), note
+    shipped = shipped_cpu_model()
+    if shipped.is_file():
+        return str(shipped), ("shipped INT8 on onnxruntime (the CPU default)" if is_onnx(shipped)
+                              else "shipped INT8 TorchScript")
     import torch
 
     from edge_perception.detect.model_io import save_fp32

@@ -3,10 +3,12 @@ torch when the CPU runs the ONNX model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .onnx_detector import is_onnx, load_onnx_detector
 from .types import DetectorConfig, FrameDetector, default_model_path
 
-__all__ = ["load_frame_detector", "cuda_present"]
+__all__ = ["load_frame_detector", "cuda_present", "shipped_cpu_model"]
 
 
 def cuda_present() -> bool:
@@ -18,6 +20,13 @@ def cuda_present() -> bool:
         return not config.ENABLE_CUDASIM and bool(cuda.is_available())
     except Exception:  # noqa: BLE001 - a broken driver install means no CUDA here
         return False
+
+
+def shipped_cpu_model() -> Path:
+    """The shipped model a CPU runs: the INT8 model for onnxruntime when present, else the
+    TorchScript one (which may be absent too: callers check)."""
+    onnx = default_model_path("int8_onnx")
+    return onnx if onnx.is_file() else default_model_path("int8")
 
 
 def load_frame_detector(path: str, device: str = "auto",
@@ -33,8 +42,7 @@ def load_frame_detector(path: str, device: str = "auto",
       `threads` > 0 sets torch's process-wide thread count.
     Raises FileNotFoundError, ValueError or RuntimeError (CUDA asked for, none present)."""
     if not path and (device == "cpu" or (device == "auto" and not cuda_present())):
-        onnx = default_model_path("int8_onnx")
-        path = str(onnx) if onnx.is_file() else ""
+        path = str(shipped_cpu_model())
     if is_onnx(path):
         return load_onnx_detector(path, config, concurrency, threads, device)
     import torch
