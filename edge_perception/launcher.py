@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,18 +119,25 @@ def main(args: argparse.Namespace) -> int:
     for skipped in (n for n in sections if n not in NODES):
         print(f"note: section {skipped!r} has no node in this launcher yet; skipped")
 
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
+
+    profile = init_rclpy([])
+    print(f"FastDDS profile: {profile or 'FastDDS defaults'}")
+    with stop_on_signals() as stop:
+        return _run(args, names, sections, stop)
+
+
+def _run(args: argparse.Namespace, names: list[str], sections: dict[str, dict[str, Any]],
+         stop: threading.Event) -> int:
+    """Start `names`, spin until `stop` is set or `--duration` is over, then clean up."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
     from edge_perception.nodes.entry import is_normal_stop, shutdown_quietly
-    from edge_perception.nodes.qos import use_fastdds_profile
     from edge_perception.nodes.run_monitor import RunMonitor
 
-    profile = use_fastdds_profile()
-    print(f"FastDDS profile: {profile or 'FastDDS defaults'}")
-    rclpy.init(args=[])
     nodes: list[Any] = []
     lifecycle: list[Any] = []
     # One thread by default: every callback here only stores or publishes (work runs on the
@@ -169,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         t0 = last_t = time.monotonic()
         last_n = 0
         end = t0 + args.duration if args.duration > 0 else float("inf")
-        while rclpy.ok() and time.monotonic() < end:
+        while not stop.is_set() and rclpy.ok() and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
             now = time.monotonic()
             if now - last_t >= 1.0:
@@ -189,16 +197,13 @@ def main(args: argparse.Namespace) -> int:
                 node.trigger_deactivate()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
-        try:
-            # rclpy's Executor.shutdown() does not wait for running callbacks before it
-            # destroys its guard condition (the callbacks then raise InvalidHandle): drain a
-            # MultiThreadedExecutor's thread pool first.
-            pool = getattr(executor, "_executor", None)
-            if pool is not None:
-                pool.shutdown(wait=True)
-            executor.shutdown(timeout_sec=2.0)
-        except KeyboardInterrupt:
-            pass
+        # rclpy's Executor.shutdown() does not wait for running callbacks before it destroys
+        # its guard condition (the callbacks then raise InvalidHandle): drain a
+        # MultiThreadedExecutor's thread pool first.
+        pool = getattr(executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        executor.shutdown(timeout_sec=2.0)
         strip = monitor.write_strip(Path(args.strip)) if monitor and args.strip else None
         shutdown_quietly(nodes)
     frames = monitor.frames if monitor else frames

@@ -213,6 +213,38 @@ def test_bad_parameters_exit_nonzero_with_one_line(tmp_path: Path, make_params,
     assert words in errors[0]
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_console_node_stops_cleanly_on_signal(sig: str) -> None:
+    """`ros2 run edge_perception camera_node` (what launch starts) stopped while its capture
+    thread streams: exit status 0, no traceback, the node's own shutdown ran (no rclpy signal
+    handler pulled the context away under the publishing thread)."""
+    import signal
+
+    env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1",
+               RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    proc = subprocess.Popen([str(CAMERA_NODE), "--ros-args", "-p",
+                             f"source:={SAMPLE / 'images'}", "-p", "rate:=30.0"],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "streaming" in line or not line:
+                break
+        time.sleep(0.5)
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    output = "".join(seen) + out
+    assert any("streaming" in x for x in seen), output
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "Fatal Python error" not in output, output
+
+
 def test_cross_process_1280x720_best_effort(ros_context: Any, tmp_path: Path) -> None:
     """camera_node in another process publishes 1280x720 bgr8 at 30 Hz through the FastDDS
     profile (shared memory); a best-effort subscriber here must get most of the frames the

@@ -70,7 +70,8 @@ def test_run_counts_frames_and_exits_zero() -> None:
     assert "Traceback" not in r.stderr and "never retrieved" not in r.stderr
 
 
-def test_run_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_run_stops_cleanly_on_signal(sig: str) -> None:
     import signal
     import time
 
@@ -82,12 +83,49 @@ def test_run_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         line = ""
         while time.monotonic() < deadline and not line.startswith("frames "):
             line = proc.stdout.readline()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped: " in out and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_stop_loop_script_quick() -> None:
+    """The quick version of `scripts/stop_loop.py` (camera + detector, stopped by SIGINT and
+    SIGTERM at random moments while a busy loop loads the machine): every trial exits 0. CI
+    once saw `edge-perception run` die with SIGSEGV on Ctrl-C, when rclpy's own signal handler
+    shut the context down under the capture thread."""
+    import json
+
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "stop_loop.py"), "--trials", "4",
+                        "--load", "1", "--keep", "runs/stop_loop_test"],
+                       capture_output=True, text=True, timeout=400, cwd=REPO)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and result["failures"] == [], r.stdout + r.stderr
+    assert result["trials"] == 4
+
+
+def test_stop_on_signals_sets_the_event_and_restores_handlers() -> None:
+    """Real signals to this process: inside the block they only set the event (no
+    KeyboardInterrupt, rclpy's context untouched); afterwards the old handlers are back."""
+    import os
+    import signal
+    import time
+
+    from edge_perception.nodes.entry import stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with stop_on_signals() as stop:
+            assert not stop.is_set()
+            os.kill(os.getpid(), sig)
+            deadline = time.monotonic() + 5
+            while not stop.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)  # Python runs the handler between bytecodes
+            assert stop.is_set()
+        assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
@@ -137,6 +175,64 @@ def test_lifecycle_nodes_are_configured_and_activated_by_the_launcher(
     assert launcher.main(args) == 0
     assert seen == ["configure gain=2.5", "activate", "deactivate"]
     assert "running probe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("entry, sig", [("launcher", "SIGINT"), ("launcher", "SIGTERM"),
+                                        ("run_node", "SIGINT"), ("run_node", "SIGTERM")])
+def test_a_signal_stops_the_nodes_before_the_context_shuts_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, sig: str) -> None:
+    """A real signal to this process in the middle of a run, through the launcher and through
+    a node console script's main (`run_node`): the spin loop ends, the node is destroyed while
+    the ROS context is still valid (rclpy's own handler would have shut it down first: the
+    SIGSEGV in Publisher.destroy), and the old handlers come back."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from rclpy.node import Node
+    from std_msgs.msg import Header
+
+    from edge_perception import launcher
+    from edge_perception.nodes.entry import run_node
+
+    sig = getattr(signal, sig)
+    context_ok_at_destroy: list[bool] = []
+
+    class Probe(Node):  # publishes from a thread of its own, as camera_node does
+        def __init__(self, node_name: str, **kw: object) -> None:
+            super().__init__(node_name, **kw)
+            self.pub = self.create_publisher(Header, "probe", 10)
+            self.halt = threading.Event()
+            self.thread = threading.Thread(target=self._publish, daemon=True)
+            self.thread.start()
+            threading.Timer(1.0, os.kill, (os.getpid(), sig)).start()
+
+        def _publish(self) -> None:
+            while not self.halt.wait(0.001):
+                self.pub.publish(Header(frame_id="x" * 1000))
+
+        def destroy_node(self) -> None:
+            context_ok_at_destroy.append(self.context.ok())
+            self.halt.set()
+            self.thread.join()
+            super().destroy_node()
+
+    monkeypatch.setitem(launcher.NODES, "probe", Probe)
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
+    p = tmp_path / "p.yaml"
+    p.write_text("probe:\n  ros__parameters: {}\n")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    args = get_args_parser().parse_args(["--config", str(p), "--duration", "30", "--quiet",
+                                         "--strip", ""])
+    t0 = time.monotonic()
+    if entry == "launcher":
+        assert launcher.main(args) == 0
+    else:
+        assert run_node(lambda: Probe("probe"), [], "probe") == 0
+    assert time.monotonic() - t0 < 15  # the signal ended it, not --duration
+    assert context_ok_at_destroy == [True]
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_unknown_node_and_bad_values(tmp_path: Path) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 from pathlib import Path
 
 __all__ = ["get_args_parser", "main", "parse_remaps"]
@@ -54,10 +52,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     import rclpy
-    from rclpy.signals import SignalHandlerOptions
 
     from edge_perception.nodes.bag_player import PlayOptions, run_player
-    from edge_perception.nodes.qos import use_fastdds_profile
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
 
     options = PlayOptions(
         bag=args.bag,
@@ -73,14 +70,11 @@ def main(args: argparse.Namespace) -> int:
         ack_timeout_s=args.ack_timeout,
         wait_for_subscribers_s=args.wait_for_subscribers,
     )
-    use_fastdds_profile()
     # Our own SIGINT/SIGTERM handling: stop after the current message, print the stats.
-    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    init_rclpy([])
     try:
-        stats = run_player(options, stop=stop)
+        with stop_on_signals() as stop:
+            stats = run_player(options, stop=stop)
     finally:
         rclpy.try_shutdown()
     summary = {k: v for k, v in vars(stats).items() if k != "answers"}

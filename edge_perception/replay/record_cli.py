@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,10 +40,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
 
     from edge_perception.nodes.bag_recorder import BagRecorder, RecordOptions
-    from edge_perception.nodes.qos import use_fastdds_profile
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
 
     output = args.output or Path(datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S"))
     resolved = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -61,28 +58,25 @@ def main(args: argparse.Namespace) -> int:
             "edge_perception.recorded_at": datetime.now(timezone.utc).isoformat(),  # noqa: UP017 (3.10)
         },
     )
-    use_fastdds_profile()
     # Our own SIGINT/SIGTERM handling: finish the spin step, then finalise the bag.
-    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    init_rclpy([])
     node = None
-    try:
-        node = BagRecorder(options)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        print(f"recording to {output} ({args.storage}); Ctrl-C to stop", flush=True)
-        while not stop.is_set() and not node.done:
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        if node is not None:
-            node.close()
-            counts = node.counts
-            node.destroy_node()
-            total = sum(counts.values())
-            print(f"wrote {total} messages to {output}: {json.dumps(counts)}", flush=True)
-        rclpy.try_shutdown()
+    with stop_on_signals() as stop:
+        try:
+            node = BagRecorder(options)
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            print(f"recording to {output} ({args.storage}); Ctrl-C to stop", flush=True)
+            while not stop.is_set() and not node.done:
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            if node is not None:
+                node.close()
+                counts = node.counts
+                node.destroy_node()
+                total = sum(counts.values())
+                print(f"wrote {total} messages to {output}: {json.dumps(counts)}", flush=True)
+            rclpy.try_shutdown()
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -58,47 +57,44 @@ def main(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from rclpy.signals import SignalHandlerOptions
 
-    from edge_perception.nodes.qos import use_fastdds_profile
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
     from edge_perception.nodes.sim_node import SimNode
 
-    use_fastdds_profile()
-    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    init_rclpy([])
     executor = SingleThreadedExecutor()
     spinner = threading.Thread(target=executor.spin, daemon=True)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
-    try:
+    with stop_on_signals() as early:  # until the node's stop_event takes over; and in clean-up
         try:
-            node = SimNode(parameter_overrides=[Parameter(k, value=v)
-                                                for k, v in node_parameters(args).items()])
-        except (ValueError, OSError) as e:
-            print(f"edge-perception sim: error: {e}", file=sys.stderr)
-            return 2
-        stop = node.stop_event
-        for sig in previous:
-            signal.signal(sig, lambda *_: stop.set())
-        executor.add_node(node)
-        spinner.start()
-        t0 = time.monotonic()
-        if args.wait_for_subscribers > 0 and not node.wait_for_consumers(
-                args.wait_for_subscribers):
-            print(json.dumps({"error": "no subscriber matched", "waited_s":
-                              round(time.monotonic() - t0, 1)}), flush=True)
-            return 1
-        stats = node.run(max_frames=args.frames)
-        print(json.dumps(vars(stats)), flush=True)
-        return 1 if args.ack_topic and stats.unacknowledged else 0
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        if spinner.is_alive():
-            spinner.join(timeout=2.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            try:
+                node = SimNode(parameter_overrides=[Parameter(k, value=v)
+                                                    for k, v in node_parameters(args).items()])
+            except (ValueError, OSError) as e:
+                print(f"edge-perception sim: error: {e}", file=sys.stderr)
+                return 2
+            with stop_on_signals(node.stop_event):
+                if early.is_set():
+                    node.stop_event.set()
+                executor.add_node(node)
+                spinner.start()
+                t0 = time.monotonic()
+                if args.wait_for_subscribers > 0 and not node.wait_for_consumers(
+                        args.wait_for_subscribers):
+                    print(json.dumps({"error": "no subscriber matched", "waited_s":
+                                      round(time.monotonic() - t0, 1)}), flush=True)
+                    return 1
+                stats = node.run(max_frames=args.frames)
+            print(json.dumps(vars(stats)), flush=True)
+            return 1 if args.ack_topic and stats.unacknowledged else 0
+        finally:
+            executor.shutdown(timeout_sec=1.0)
+            if spinner.is_alive():
+                spinner.join(timeout=2.0)
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+
 
 if __name__ == "__main__":
     raise SystemExit(main(get_args_parser().parse_args()))
