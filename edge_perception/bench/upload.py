@@ -190,35 +190,31 @@ def _feeder(args: argparse.Namespace) -> int:
     from edge_perception.bench.pipeline import road_frames
     from edge_perception.nodes import qos
     from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
-    from edge_perception.nodes.entry import is_normal_stop
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
     from edge_perception_msgs.msg import RoadHazard, RoadHazardArray
 
     frames, _ = road_frames(1280, 720)
-    rclpy.init(args=[])
+    init_rclpy([])
     node = rclpy.create_node("bench_feeder")
     pub = node.create_publisher(Image, "image_raw", qos.camera_output())
     hazards = node.create_publisher(RoadHazardArray, "hazards", qos.hazards())
     print("ready", flush=True)
     period, sent, t0 = 1.0 / args.rate, 0, time.monotonic()
-    try:
-        while True:
-            stamp = node.get_clock().now().nanoseconds
-            pub.publish(numpy_to_image(frames[sent % len(frames)], stamp, "camera_optical"))
-            msg = RoadHazardArray(image_width=1280, image_height=720, model_id="bench@0")
-            msg.header.stamp = stamp_from_ns(stamp)
-            msg.hazards = [RoadHazard(class_id=0, class_name="pothole", score=0.45,
-                                      x_min=500.0, y_min=400.0, x_max=700.0, y_max=480.0)]
-            hazards.publish(msg)
-            sent += 1
-            delay = t0 + sent * period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    except BaseException as e:  # SIGINT: KeyboardInterrupt, or a publish after shutdown
-        if not is_normal_stop(e):
-            raise
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with stop_on_signals() as stop:  # SIGINT ends it; the node goes before the context
+        try:
+            while not stop.is_set():
+                stamp = node.get_clock().now().nanoseconds
+                pub.publish(numpy_to_image(frames[sent % len(frames)], stamp, "camera_optical"))
+                msg = RoadHazardArray(image_width=1280, image_height=720, model_id="bench@0")
+                msg.header.stamp = stamp_from_ns(stamp)
+                msg.hazards = [RoadHazard(class_id=0, class_name="pothole", score=0.45,
+                                          x_min=500.0, y_min=400.0, x_max=700.0, y_max=480.0)]
+                hazards.publish(msg)
+                sent += 1
+                stop.wait(max(0.0, t0 + sent * period - time.monotonic()))
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
