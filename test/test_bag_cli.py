@@ -395,9 +395,16 @@ def test_cli_play_loop_until_interrupted(ros_context, spin, image_bag: Path) -> 
     stats = json.loads(output.strip().splitlines()[-1])
     assert stats["published"] >= 25 and stats["loops"] >= 2, output
     assert abs(stats["loops"] - stats["published"] // 10) <= 1, output
-    first = sub.stamps[:25]
-    one = [DEFAULT_START_NS + i * PERIOD_NS for i in range(10)]
-    assert first == (one * 3)[:25]
+    # Across processes a reliable keep-last-10 writer (the bag's QoS, as rosbag2 plays it) can
+    # drop samples a stalled subscriber has not taken yet (seen here and in CI: the test
+    # process stalled for 400 ms at 100 Hz), so check the order, not that every frame came;
+    # in one process test_play_loop_and_clock_and_remap checks the exact sequence.
+    frames = [(s - DEFAULT_START_NS) // PERIOD_NS for s in sub.stamps]
+    assert frames[0] == 0 and set(frames) <= set(range(10)), frames
+    assert all((s - DEFAULT_START_NS) % PERIOD_NS == 0 for s in sub.stamps), frames
+    restarts = sum(1 for a, b in zip(frames[:-1], frames[1:], strict=True) if b <= a)
+    assert restarts >= 2, frames  # the bag's time ran forward, then jumped back to its start
+    assert restarts <= stats["loops"], (frames, output)
 
 
 def test_cli_play_deterministic_exit_status(ros_context, spin, image_bag: Path) -> None:
