@@ -348,7 +348,7 @@ def _cli(*args: str) -> subprocess.Popen:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_record_stops_cleanly_on_signal(ros_context, spin, tmp_path: Path, sig) -> None:
     talker = spin(Node("cli_talker", context=ros_context))
-    pub = talker.create_publisher(Image, "/cli/image", 10)
+    pub = talker.create_publisher(Image, "/cli/image", 20)  # holds all 12 until acked
     out = tmp_path / "bag"
     proc = _cli("bag", "record", "/cli/image", "-o", str(out), "--storage", "sqlite3",
                 "--discovery-period", "0.05")  # fmt: skip
