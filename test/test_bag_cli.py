@@ -395,10 +395,11 @@ def test_cli_play_loop_until_interrupted(ros_context, spin, image_bag: Path) -> 
     stats = json.loads(output.strip().splitlines()[-1])
     assert stats["published"] >= 25 and stats["loops"] >= 2, output
     assert abs(stats["loops"] - stats["published"] // 10) <= 1, output
-    # Across processes a reliable keep-last-10 writer (the bag's QoS, as rosbag2 plays it) can
-    # drop samples a stalled subscriber has not taken yet (seen here and in CI: the test
-    # process stalled for 400 ms at 100 Hz), so check the order, not that every frame came;
-    # in one process test_play_loop_and_clock_and_remap checks the exact sequence.
+    # Across processes, reliable keep-last queues (the writer's 10, from the bag's QoS as
+    # rosbag2 plays it; the reader's 50) drop samples a stalled subscriber has not taken yet
+    # (seen here and in CI: at 100 Hz this test process took nothing for 400 ms, then lost
+    # frames), so check the order, not that every frame came; in one process
+    # test_play_loop_and_clock_and_remap checks the exact sequence.
     frames = [(s - DEFAULT_START_NS) // PERIOD_NS for s in sub.stamps]
     assert frames[0] == 0 and set(frames) <= set(range(10)), frames
     assert all((s - DEFAULT_START_NS) % PERIOD_NS == 0 for s in sub.stamps), frames
