@@ -6,6 +6,10 @@ Most frames must arrive and hazards must come out. This is `bench pipeline` for 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,3 +68,23 @@ def test_bench_runs_the_model_the_node_picks_on_a_cpu() -> None:
     assert Path(path) == load_frame_detector("", "cpu").model.path
     assert Path(path).name == "hazard_int8.onnx" and "onnxruntime" in note
     assert pick_model("x.ts") == ("x.ts", "given")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_bench_camera_process_stops_cleanly_on_signal(sig: signal.Signals) -> None:
+    """The bench ends its camera process with SIGTERM: it must stop publishing, report what it
+    sent and exit 0 (with rclpy's own handlers, the signal shut the context down under the
+    publishing loop: "publisher's context is invalid", a traceback, exit status 1 for SIGTERM)."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge_perception.bench.pipeline",
+                             "--publisher", "--rate", "30", "--seconds", "60", "--width", "320",
+                             "--height", "240"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=15)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and re.fullmatch(r"sent \d+", out.strip()), out

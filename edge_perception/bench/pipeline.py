@@ -106,9 +106,10 @@ def _publisher(args: argparse.Namespace) -> int:
 
     from edge_perception.nodes import qos
     from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
+    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
 
     frames, camera_info = road_frames(args.width, args.height)
-    rclpy.init(args=[])
+    init_rclpy([])
     node = rclpy.create_node("bench_camera")
     pub = node.create_publisher(Image, TOPIC, qos.camera_output())
     info = node.create_publisher(CameraInfo, "camera/camera_info", qos.camera_output())
@@ -116,23 +117,21 @@ def _publisher(args: argparse.Namespace) -> int:
     period, sent = 1.0 / args.rate, 0
     t0 = time.monotonic()
     end = t0 + args.seconds
-    try:
-        while time.monotonic() < end:
-            stamp = node.get_clock().now().nanoseconds
-            pub.publish(numpy_to_image(frames[sent % len(frames)], stamp, "camera_optical"))
-            camera_info.header.stamp = stamp_from_ns(stamp)
-            camera_info.header.frame_id = "camera_optical"
-            info.publish(camera_info)
-            sent += 1
-            delay = t0 + sent * period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print(f"sent {sent}", flush=True)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    # SIGTERM (how the bench ends it) or SIGINT stops the loop; the node goes before the context
+    with stop_on_signals() as stop:
+        try:
+            while not stop.is_set() and time.monotonic() < end:
+                stamp = node.get_clock().now().nanoseconds
+                pub.publish(numpy_to_image(frames[sent % len(frames)], stamp, "camera_optical"))
+                camera_info.header.stamp = stamp_from_ns(stamp)
+                camera_info.header.frame_id = "camera_optical"
+                info.publish(camera_info)
+                sent += 1
+                stop.wait(max(0.0, t0 + sent * period - time.monotonic()))
+        finally:
+            print(f"sent {sent}", flush=True)
+            node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
