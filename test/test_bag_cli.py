@@ -401,7 +401,7 @@ def test_cli_play_loop_until_interrupted(ros_context, spin, image_bag: Path) -> 
     # frames), so check the order, not that every frame came; in one process
     # test_play_loop_and_clock_and_remap checks the exact sequence.
     frames = [(s - DEFAULT_START_NS) // PERIOD_NS for s in sub.stamps]
-    assert frames[0] == 0 and set(frames) <= set(range(10)), frames
+    assert set(frames) <= set(range(10)), frames  # (a lost first frame is no failure)
     assert all((s - DEFAULT_START_NS) % PERIOD_NS == 0 for s in sub.stamps), frames
     restarts = sum(1 for a, b in zip(frames[:-1], frames[1:], strict=True) if b <= a)
     assert restarts >= 2, frames  # the bag's time ran forward, then jumped back to its start
