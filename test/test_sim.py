@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -317,3 +320,22 @@ def test_autostart_drives_on_its_own_thread(ros_context) -> None:
         g.close()
     assert g.sim.last_stats is not None and g.sim.last_stats.frames == len(g.sim.drive)
     assert len(g.peer.images) >= 0.9 * len(g.sim.drive)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sim_cli_stops_on_signal_with_its_stats(sig: signal.Signals) -> None:
+    """`edge-perception sim --loop` ends on Ctrl-C / SIGTERM: exit 0, the stats as its last
+    line, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge_perception.cli", "sim", "--loop",
+                             "--wait-for-subscribers", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
+    try:
+        time.sleep(4.0)  # start-up, then a few frames
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert {"frames", "truths", "elapsed_s"} <= stats.keys(), out
+    assert "Traceback" not in out, out

@@ -126,7 +126,9 @@ def truth_to_msg(frame: SimFrame, stamp_ns: int, base_frame: str, camera_frame: 
 
 
 class SimNode(Node):
-    def __init__(self, node_name: str = "sim_node", **kwargs: Any) -> None:
+    def __init__(self, node_name: str = "sim_node", *, stop: threading.Event | None = None,
+                 **kwargs: Any) -> None:
+        """`stop` (e.g. set by a signal handler) ends `run()`; a new Event if none."""
         super().__init__(node_name, **kwargs)
         cfg = self.config = declare_params(self, SPECS, SimNodeConfig)
         mount = mount_from(cfg)
@@ -146,7 +148,7 @@ class SimNode(Node):
         self._ack_sub = (self.create_subscription(
             RoadHazardArray, cfg.ack_topic, lambda m: self.waiter.notify(stamp_to_ns(
                 m.header.stamp)), ACK_QOS) if cfg.ack_topic else None)
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event() if stop is None else stop
         self.context.on_shutdown(self.stop_event.set)
         self.last_stats: SimStats | None = None
         self._thread: threading.Thread | None = None

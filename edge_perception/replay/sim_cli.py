@@ -65,26 +65,23 @@ def main(args: argparse.Namespace) -> int:
     executor = SingleThreadedExecutor()
     spinner = threading.Thread(target=executor.spin, daemon=True)
     node = None
-    with stop_on_signals() as early:  # until the node's stop_event takes over; and in clean-up
+    with stop_on_signals() as stop:  # also during the node's construction and the clean-up
         try:
             try:
-                node = SimNode(parameter_overrides=[Parameter(k, value=v)
-                                                    for k, v in node_parameters(args).items()])
+                node = SimNode(stop=stop, parameter_overrides=[
+                    Parameter(k, value=v) for k, v in node_parameters(args).items()])
             except (ValueError, OSError) as e:
                 print(f"edge-perception sim: error: {e}", file=sys.stderr)
                 return 2
-            with stop_on_signals(node.stop_event):
-                if early.is_set():
-                    node.stop_event.set()
-                executor.add_node(node)
-                spinner.start()
-                t0 = time.monotonic()
-                if args.wait_for_subscribers > 0 and not node.wait_for_consumers(
-                        args.wait_for_subscribers):
-                    print(json.dumps({"error": "no subscriber matched", "waited_s":
-                                      round(time.monotonic() - t0, 1)}), flush=True)
-                    return 1
-                stats = node.run(max_frames=args.frames)
+            executor.add_node(node)
+            spinner.start()
+            t0 = time.monotonic()
+            if args.wait_for_subscribers > 0 and not node.wait_for_consumers(
+                    args.wait_for_subscribers):
+                print(json.dumps({"error": "no subscriber matched", "waited_s":
+                                  round(time.monotonic() - t0, 1)}), flush=True)
+                return 1
+            stats = node.run(max_frames=args.frames)
             print(json.dumps(vars(stats)), flush=True)
             return 1 if args.ack_topic and stats.unacknowledged else 0
         finally:
