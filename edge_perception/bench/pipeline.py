@@ -106,7 +106,7 @@ def _publisher(args: argparse.Namespace) -> int:
 
     from edge_perception.nodes import qos
     from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
-    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
+    from edge_perception.nodes.entry import init_rclpy, shutdown_quietly, stop_on_signals
 
     frames, camera_info = road_frames(args.width, args.height)
     init_rclpy([])
@@ -130,8 +130,7 @@ def _publisher(args: argparse.Namespace) -> int:
                 stop.wait(max(0.0, t0 + sent * period - time.monotonic()))
         finally:
             print(f"sent {sent}", flush=True)
-            node.destroy_node()
-            rclpy.try_shutdown()
+            shutdown_quietly([node])
     return 0
 
 

@@ -190,7 +190,7 @@ def _feeder(args: argparse.Namespace) -> int:
     from edge_perception.bench.pipeline import road_frames
     from edge_perception.nodes import qos
     from edge_perception.nodes.convert import numpy_to_image, stamp_from_ns
-    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
+    from edge_perception.nodes.entry import init_rclpy, shutdown_quietly, stop_on_signals
     from edge_perception_msgs.msg import RoadHazard, RoadHazardArray
 
     frames, _ = road_frames(1280, 720)
@@ -213,8 +213,7 @@ def _feeder(args: argparse.Namespace) -> int:
                 sent += 1
                 stop.wait(max(0.0, t0 + sent * period - time.monotonic()))
         finally:
-            node.destroy_node()
-            rclpy.try_shutdown()
+            shutdown_quietly([node])
     return 0
 
 

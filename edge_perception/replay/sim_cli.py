@@ -54,11 +54,10 @@ def node_parameters(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(args: argparse.Namespace) -> int:
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from edge_perception.nodes.entry import init_rclpy, stop_on_signals
+    from edge_perception.nodes.entry import init_rclpy, shutdown_quietly, stop_on_signals
     from edge_perception.nodes.sim_node import SimNode
 
     init_rclpy([])
@@ -88,9 +87,7 @@ def main(args: argparse.Namespace) -> int:
             executor.shutdown(timeout_sec=1.0)
             if spinner.is_alive():
                 spinner.join(timeout=2.0)
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
+            shutdown_quietly([node] if node is not None else [])
 
 
 if __name__ == "__main__":
